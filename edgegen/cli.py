@@ -1,0 +1,107 @@
+"""The `edgegen` command."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .runtime import EdgegenError, load
+
+
+def add_export(commands) -> None:
+    p = commands.add_parser("export", help="convert a Hugging Face checkpoint directory to an edgegen model",
+                            description="Convert a Hugging Face checkpoint (qwen2, llama, MARS a2d-qwen2) to ONNX.")
+    p.add_argument("src", type=Path, help="checkpoint directory: config.json, safetensors, tokenizer files")
+    p.add_argument("out", type=Path, help="output model directory")
+    p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weight and compute precision")
+    p.add_argument("--max-context", type=int, help="longest sequence the graph supports (default: the model's)")
+    p.add_argument("--block-size", type=int, help="MARS block size the model was trained with "
+                                                  "(default: read from the config or the model name)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the final comparison against transformers")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args) -> int:
+    from .export import export_model
+
+    manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
+                            args.verify)
+    mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
+    print(f"exported to {args.out} ({manifest.dtype}, max context {manifest.max_context}, {mode})", file=sys.stderr)
+    return 0
+
+
+def add_generate(commands) -> None:
+    p = commands.add_parser("generate", help="generate text from a prompt",
+                            description="Generate text with AR or MARS block decoding; streams to stdout.")
+    p.add_argument("model", type=Path, help="exported model directory")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="prompt text")
+    source.add_argument("--prompt-file", type=Path, help="read the prompt from this UTF-8 file")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message in the chat template")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--block-size", type=int, help="tokens per forward to propose; 1 is AR (default: trained size)")
+    p.add_argument("--threshold", type=float, default=0.95, help="accept block tokens while confidence >= this")
+    p.add_argument("--acceptance", choices=["probability", "entropy", "margin"], default="probability")
+    p.add_argument("--max-accept", type=int, help="accept at most this many tokens per forward")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable)")
+    p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
+    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
+    p.add_argument("--max-context", type=int, help="KV cache length (default: min(2048, the export's))")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the text and stats, nothing else")
+    p.set_defaults(run=run_generate)
+
+
+def read_prompt(args) -> str:
+    if args.prompt is not None:
+        return args.prompt
+    try:
+        return args.prompt_file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise EdgegenError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from e
+
+
+def run_generate(args) -> int:
+    prompt = read_prompt(args)
+    model = load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads)
+    options = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, threshold=args.threshold,
+                   acceptance=args.acceptance, max_accept=args.max_accept, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
+    generation = model.start(model.encode_prompt(prompt, chat=args.chat), **options)
+    for piece in generation:
+        if not args.json:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    result, stats = generation.result, generation.result.stats
+    if args.json:
+        print(json.dumps({"text": result.text, "token_ids": result.token_ids, "prompt_tokens": stats.prompt_tokens,
+                          "new_tokens": stats.new_tokens, "forwards": stats.forwards,
+                          "tokens_per_forward": stats.tokens_per_forward, "ttft_ms": stats.ttft_ms,
+                          "decode_tokens_per_s": stats.decode_tokens_per_s, "stop_reason": result.stop_reason}))
+    else:
+        print(file=sys.stdout)
+        print(f"[{stats.new_tokens} tokens, {stats.tokens_per_forward:.2f} tokens/forward, "
+              f"TTFT {stats.ttft_ms:.0f} ms, {stats.decode_tokens_per_s:.1f} tokens/s, "
+              f"stop: {result.stop_reason}]", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="edgegen", description="On-device LLM inference with MARS block decoding.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_export(commands)
+    add_generate(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except EdgegenError as e:
+        print(f"edgegen: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nedgegen: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,166 @@
+"""`edgegen export`: checkpoint directory -> model.onnx + tokenizer files + edgegen.json."""
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import onnx
+from tokenizers import Tokenizer
+
+from ..runtime.manifest import MANIFEST_NAME, Manifest
+from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, Weights, read_json, read_model_spec, \
+    require_file
+from .errors import ExportError
+from .graph import build_decoder
+from .verify import compare_with_transformers
+
+EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (protobuf files stop at 2 GiB)
+MASK_TOKEN = "<|mask|>"
+MIN_CONTEXT = 16
+
+
+class Progress:
+    """Numbered stage lines on stderr with the time each stage took."""
+
+    def __init__(self, stages: int, quiet: bool = False):
+        self.stages, self.done, self.quiet = stages, 0, quiet
+        self.started = time.perf_counter()
+
+    def stage(self, text: str) -> None:
+        self.done += 1
+        if not self.quiet:
+            print(f"[{self.done}/{self.stages}] {text} ({time.perf_counter() - self.started:.1f}s)",
+                  file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            print(f"      {text}", file=sys.stderr, flush=True)
+
+
+def token_value(entry) -> str | None:
+    """tokenizer_config stores special tokens as strings or as AddedToken dicts."""
+    return entry.get("content") if isinstance(entry, dict) else entry
+
+
+def as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def special_token_ids(src: Path, tokenizer: Tokenizer) -> dict:
+    """eos/pad/bos/mask ids from tokenizer_config.json, config.json and generation_config.json."""
+    tok_config = read_json(src / "tokenizer_config.json")
+    config = read_json(src / "config.json")
+    gen_path = src / "generation_config.json"
+    gen_config = read_json(gen_path) if gen_path.is_file() else {}
+
+    def lookup(key: str) -> int | None:
+        text = token_value(tok_config.get(key))
+        return tokenizer.token_to_id(text) if text else None
+
+    eos = [lookup("eos_token")] + as_list(config.get("eos_token_id")) + as_list(gen_config.get("eos_token_id"))
+    mask = lookup("mask_token")
+    return {
+        "eos_token_ids": list(dict.fromkeys(i for i in eos if i is not None)),
+        "pad_token_id": lookup("pad_token") if lookup("pad_token") is not None else config.get("pad_token_id"),
+        "bos_token_id": lookup("bos_token") if lookup("bos_token") is not None else config.get("bos_token_id"),
+        "mask_token_id": mask if mask is not None else tokenizer.token_to_id(MASK_TOKEN),
+    }
+
+
+def prepare_output(out: Path, src: Path, force: bool) -> Path:
+    """Refuse to clobber anything but an earlier export; return a fresh staging directory beside OUT."""
+    out, src = out.resolve(), src.resolve()
+    if out == src or src in out.parents or out in src.parents:
+        raise ExportError(f"output {out} overlaps the checkpoint {src}; choose an output directory elsewhere")
+    if out.exists():
+        if not force:
+            raise ExportError(f"output {out} already exists; pass --force to replace it, or choose another directory")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file()):
+            raise ExportError(f"output {out} exists and is not an edgegen model directory; --force only replaces "
+                              "earlier exports, so choose another directory")
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def replace_directory(staging: Path, out: Path) -> None:
+    """Swap the finished export in; the previous export is removed only after the new one is in place."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> None:
+    external = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+    onnx.save_model(model, os.fspath(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=1024)
+
+
+def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | None = None,
+                 block_size: int | None = None, force: bool = False, verify: bool = True,
+                 quiet: bool = False) -> Manifest:
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise ExportError(f"checkpoint directory {src} does not exist")
+    if dtype not in ("fp32", "fp16"):
+        raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32 or fp16")
+    progress = Progress(4 if verify else 3, quiet)
+    spec = read_model_spec(src, block_size)
+    for name in TOKENIZER_FILES:
+        require_file(src, name, "edgegen needs the fast-tokenizer files; create them with transformers: "
+                                "AutoTokenizer.from_pretrained(SRC).save_pretrained(SRC)")
+    weights = Weights(src)
+    max_context = max_context or spec.max_position_embeddings
+    if max_context < MIN_CONTEXT:
+        raise ExportError(f"--max-context must be at least {MIN_CONTEXT}, got {max_context}")
+    staging = prepare_output(out, src, force)
+    try:
+        progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
+                       f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
+        model = build_decoder(spec, weights, dtype, max_context)
+        progress.stage(f"built {dtype} graph: {len(model.graph.node)} nodes")
+        save_graph(model, staging / "model.onnx")
+        del model
+        for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
+            if (src / name).is_file():
+                shutil.copy2(src / name, staging / name)
+        manifest = make_manifest(src, spec, weights, dtype, max_context)
+        progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
+        if verify:
+            manifest.verification = compare_with_transformers(src, staging, manifest, spec)
+            progress.stage(f"verified against transformers: max |logit diff| "
+                           f"{manifest.verification['max_abs_logit_diff']:.3g} over "
+                           f"{manifest.verification['tokens']} tokens ({dtype} graph vs fp32 reference)")
+        manifest.save(staging)
+        replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if manifest.mask_token_id is None:
+        progress.note("no <|mask|> token in the tokenizer: this model runs in AR mode only")
+    return manifest
+
+
+def make_manifest(src: Path, spec: ModelSpec, weights: Weights, dtype: str, max_context: int) -> Manifest:
+    from .. import __version__
+
+    return Manifest(
+        architecture=spec.architecture,
+        num_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads,
+        head_dim=spec.head_dim,
+        hidden_size=spec.hidden_size,
+        vocab_size=spec.vocab_size,
+        block_size=spec.block_size,
+        max_context=max_context,
+        dtype=dtype,
+        source={"path": str(src.resolve()), "model_type": spec.model_type, "dtype": spec.source_dtype,
+                "weights_sha256": weights.sha256(), "exported_by": f"edgegen {__version__}"},
+        **special_token_ids(src, Tokenizer.from_file(str(src / "tokenizer.json"))),
+    )
+

@@ -1,0 +1,146 @@
+"""Build the decoder ONNX graph directly from checkpoint weights (no tracing).
+
+One graph serves prefill, AR steps and multi-token block steps (S > 1 on a non-empty past).
+Attention is onnxruntime's fused GroupQueryAttention, the op onnxruntime-genai uses: its
+past and present KV can share one preallocated max-context buffer, so the runtime appends
+KV in place and drops mask-token KV by passing a shorter attention_mask.
+"""
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..runtime.manifest import GraphInterface
+from .checkpoint import ModelSpec, Weights
+
+OPSET, IR_VERSION = 17, 8  # what onnxruntime >= 1.14 (JetPack 5 builds included) and TensorRT 8.6+ read
+ONNX_DTYPES = {"fp32": (TensorProto.FLOAT, np.float32), "fp16": (TensorProto.FLOAT16, np.float16)}
+
+NAMES = GraphInterface()  # the interface the manifest records for the runtime
+INPUT_IDS, POSITION_IDS, ATTENTION_MASK = NAMES.input_ids, NAMES.position_ids, NAMES.attention_mask
+LOGITS_TO_KEEP, LOGITS = NAMES.logits_to_keep, NAMES.logits
+PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE = NAMES.past_key, NAMES.past_value, NAMES.present_key, \
+    NAMES.present_value
+
+
+def rope_inv_freq(spec: ModelSpec) -> np.ndarray:
+    """Rotary inverse frequencies, computed in float32 like transformers' rope init functions."""
+    d = spec.head_dim
+    inv_freq = 1.0 / (np.float32(spec.rope_theta) ** (np.arange(0, d, 2, dtype=np.float32) / np.float32(d)))
+    scaling = spec.rope_scaling or {}
+    if scaling.get("rope_type") == "linear":
+        inv_freq = inv_freq / np.float32(scaling["factor"])
+    elif scaling.get("rope_type") == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * np.pi / inv_freq
+        scaled = np.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        inv_freq = np.where(medium, smoothed, scaled)
+    return inv_freq.astype(np.float32)
+
+
+class GraphBuilder:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self, dtype: str):
+        self.onnx_dtype, self.np_dtype = ONNX_DTYPES[dtype]
+        self.nodes, self.initializers = [], []
+        self.count = 0
+
+    def weight(self, name: str, array: np.ndarray, dtype=None) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype or self.np_dtype), name))
+        return name
+
+    def const(self, values, dtype=np.int64) -> str:
+        self.count += 1
+        return self.weight(f"const_{self.count}", np.array(values), dtype)
+
+    def op(self, op_type: str, inputs: list, outputs: int | list = 1, domain: str = "", **attrs):
+        """Add a node; returns its output name (or names when several are asked for)."""
+        self.count += 1
+        names = outputs if isinstance(outputs, list) else [f"{op_type}_{self.count}_{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=f"{op_type}_{self.count}",
+                                           domain=domain, **attrs))
+        return names[0] if len(names) == 1 else names
+
+
+def linear(g: GraphBuilder, x: str, weights: Weights, prefixes: list[str], bias: bool) -> str:
+    """x @ W^T (+ b) for one or several HF Linear layers packed side by side into one MatMul."""
+    w = np.concatenate([weights.get(p + ".weight") for p in prefixes], axis=0)
+    y = g.op("MatMul", [x, g.weight(prefixes[0] + ".weight_T", w.T)])
+    if bias:
+        b = np.concatenate([weights.get(p + ".bias") for p in prefixes])
+        y = g.op("Add", [y, g.weight(prefixes[0] + ".bias_packed", b)])
+    return y
+
+
+def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int) -> onnx.ModelProto:
+    g = GraphBuilder(dtype)
+    eps = spec.rms_norm_eps
+    n, kv, d = spec.num_heads, spec.num_kv_heads, spec.head_dim
+
+    # GroupQueryAttention reads lengths, not a mask: seqlens_k = total - 1, total = mask width
+    seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [ATTENTION_MASK, g.const([1])], keepdims=0),
+                                           g.const(1)])], to=TensorProto.INT32)
+    total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
+                     to=TensorProto.INT32)
+    freqs = np.outer(np.arange(max_context, dtype=np.float32), rope_inv_freq(spec))
+    cos, sin = g.weight("rope_cos", np.cos(freqs)), g.weight("rope_sin", np.sin(freqs))
+
+    embed = g.weight("model.embed_tokens.weight", weights.get("model.embed_tokens.weight"))
+    residual = g.op("Gather", [embed, INPUT_IDS])
+    x = g.op("SimplifiedLayerNormalization", [residual, g.weight(
+        "model.layers.0.input_layernorm.weight", weights.get("model.layers.0.input_layernorm.weight"))],
+        epsilon=eps, axis=-1)
+    for i in range(spec.num_layers):
+        p = f"model.layers.{i}"
+        qkv = linear(g, x, weights, [f"{p}.self_attn.{t}_proj" for t in "qkv"], spec.qkv_bias)
+        attn = g.op("GroupQueryAttention",
+                    [qkv, "", "", PAST_KEY % i, PAST_VALUE % i, seqlens_k, total_len, cos, sin, POSITION_IDS],
+                    [f"{p}.attn_out", PRESENT_KEY % i, PRESENT_VALUE % i], domain="com.microsoft",
+                    num_heads=n, kv_num_heads=kv, do_rotary=1, rotary_interleaved=0)[0]
+        attn = linear(g, attn, weights, [f"{p}.self_attn.o_proj"], spec.o_bias)
+        x, residual = skip_norm(g, attn, residual, weights.get(f"{p}.post_attention_layernorm.weight"),
+                                f"{p}.post_attention_layernorm.weight", eps)
+        gate, up = g.op("Split", [linear(g, x, weights, [f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"], spec.mlp_bias),
+                                  g.const([spec.intermediate_size] * 2)], 2, axis=-1)
+        mlp = linear(g, g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]), weights,
+                     [f"{p}.mlp.down_proj"], spec.mlp_bias)
+        next_norm = f"model.layers.{i + 1}.input_layernorm.weight" if i + 1 < spec.num_layers else "model.norm.weight"
+        x, residual = skip_norm(g, mlp, residual, weights.get(next_norm), next_norm, eps)
+
+    # only the last `logits_to_keep` positions reach the LM head: prefill needs one row, a block step a few
+    start = g.op("Neg", [g.op("Reshape", [LOGITS_TO_KEEP, g.const([1])])])
+    x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])
+    if spec.tie_word_embeddings or "lm_head.weight" not in weights:
+        logits = g.op("FusedMatMul", [x, embed], domain="com.microsoft", transB=1)
+    else:
+        logits = g.op("MatMul", [x, g.weight("lm_head.weight_T", weights.get("lm_head.weight").T)])
+    g.op("Cast", [logits], [LOGITS], to=TensorProto.FLOAT)
+
+    kv_type = g.onnx_dtype
+    past_shape = ["batch", kv, "past_sequence_length", d]
+    inputs = [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "sequence_length"]),
+              helper.make_tensor_value_info(POSITION_IDS, TensorProto.INT64, ["batch", "sequence_length"]),
+              helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "total_sequence_length"]),
+              helper.make_tensor_value_info(LOGITS_TO_KEEP, TensorProto.INT64, [])]
+    outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "logits_to_keep", spec.vocab_size])]
+    for i in range(spec.num_layers):
+        inputs += [helper.make_tensor_value_info(name % i, kv_type, past_shape) for name in (PAST_KEY, PAST_VALUE)]
+        outputs += [helper.make_tensor_value_info(name % i, kv_type, ["batch", kv, "present_sequence_length", d])
+                    for name in (PRESENT_KEY, PRESENT_VALUE)]
+    graph = helper.make_graph(g.nodes, "edgegen_decoder", inputs, outputs, g.initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                   helper.make_opsetid("com.microsoft", 1)],
+                             producer_name="edgegen", ir_version=IR_VERSION)
+
+
+def skip_norm(g: GraphBuilder, x: str, residual: str, gamma: np.ndarray, name: str, eps: float):
+    """RMSNorm(x + residual) fused with the residual add; returns (normed, new residual)."""
+    g.count += 1
+    normed, summed = f"{name}.normed", f"{name}.residual"
+    g.op("SkipSimplifiedLayerNormalization", [x, residual, g.weight(name, gamma)], [normed, "", "", summed],
+         domain="com.microsoft", epsilon=eps)
+    return normed, summed

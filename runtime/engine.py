@@ -1,0 +1,95 @@
+"""One onnxruntime decoder session and its KV cache, preallocated once for max_context.
+
+The graph's past and present KV are bound to the same buffer, so a forward writes the new
+tokens' KV in place; rewinding (dropping mask-token KV, reusing a chat prefix) only shortens
+the list of cached tokens.
+"""
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import EdgegenError
+from .manifest import Manifest
+
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+KV_DTYPES = {"fp32": np.float32, "fp16": np.float16}
+
+
+class ContextFull(EdgegenError):
+    pass
+
+
+def select_provider(name: str) -> str:
+    """'auto' picks TensorRT > CUDA > CPU among the providers this onnxruntime build has."""
+    available = ort.get_available_providers()
+    if name == "auto":
+        return next(p for p in PROVIDERS.values() if p in available)
+    provider = PROVIDERS.get(name.lower(), name)
+    if provider not in available:
+        raise EdgegenError(f"execution provider {name!r} is not available in this onnxruntime build "
+                           f"(available: {', '.join(available)}); install onnxruntime-gpu for cuda/tensorrt "
+                           "or use provider='auto'")
+    return provider
+
+
+class Engine:
+    def __init__(self, model_dir: Path, manifest: Manifest, provider: str = "auto",
+                 max_context: int | None = None, threads: int | None = None):
+        self.manifest = manifest
+        self.max_context = max_context or min(2048, manifest.max_context)
+        if not 0 < self.max_context <= manifest.max_context:
+            raise EdgegenError(f"max_context {self.max_context} is outside 1..{manifest.max_context}, the range this "
+                               "model was exported for; re-export with a larger --max-context to go beyond it")
+        self.provider = select_provider(provider)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        graph_path = Path(model_dir) / manifest.graph.file
+        if not graph_path.is_file():
+            raise EdgegenError(f"missing file {graph_path}; re-export the model")
+        self.session = ort.InferenceSession(os.fspath(graph_path), options, providers=[self.provider])
+        self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda"
+        self.binding = self.session.io_binding()
+        self.binding.bind_output(manifest.graph.logits, "cpu")  # output 0, rebound per run to take any shape
+        self.kv_cache = self._bind_kv_cache()
+        self.tokens: list[int] = []  # the tokens whose KV is in the cache, in order
+        self._ones = np.ones((1, self.max_context), np.int64)
+        self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
+        self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
+
+    def _bind_kv_cache(self) -> list:
+        m, names = self.manifest, self.manifest.graph
+        shape = [1, m.num_kv_heads, self.max_context, m.head_dim]
+        cache = []
+        for layer in range(m.num_layers):
+            for past, present in ((names.past_key, names.present_key), (names.past_value, names.present_value)):
+                buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.device, 0)
+                self.binding.bind_ortvalue_input(past % layer, buffer)
+                self.binding.bind_ortvalue_output(present % layer, buffer)
+                cache.append(buffer)
+        return cache
+
+    def forward(self, token_ids: list[int], logits_to_keep: int) -> np.ndarray:
+        """Append tokens to the cache; return the logits of the last `logits_to_keep` of them, [keep, vocab]."""
+        past, new = len(self.tokens), len(token_ids)
+        if past + new > self.max_context:
+            raise ContextFull(f"{past + new} tokens do not fit in max_context {self.max_context}")
+        names = self.manifest.graph
+        self.binding.bind_cpu_input(names.input_ids, np.array([token_ids], np.int64))
+        self.binding.bind_cpu_input(names.position_ids, self._positions[:, past:past + new])
+        self.binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
+        self.binding.bind_cpu_input(names.logits_to_keep, np.array(logits_to_keep, np.int64))
+        self.binding.bind_output(names.logits, "cpu")
+        start = time.perf_counter()
+        self.session.run_with_iobinding(self.binding)
+        self.forward_seconds += time.perf_counter() - start
+        self.tokens.extend(token_ids)
+        return self.binding.get_outputs()[0].numpy()[0]
+
+    def rewind(self, length: int) -> None:
+        """Forget every cached token from `length` on; their KV rows are simply overwritten later."""
+        del self.tokens[length:]

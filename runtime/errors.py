@@ -1,0 +1,5 @@
+"""The one exception type users catch: every message names the problem and the fix."""
+
+
+class EdgegenError(Exception):
+    pass

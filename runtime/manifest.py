@@ -1,0 +1,70 @@
+"""edgegen.json: what the exporter knows about a model directory and the runtime needs to run it."""
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import EdgegenError
+
+MANIFEST_NAME = "edgegen.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class GraphInterface:
+    """Input/output names of the decoder graph; KV tensors are [batch, kv_heads, seq, head_dim] (BNSH)."""
+    file: str = "model.onnx"
+    input_ids: str = "input_ids"
+    position_ids: str = "position_ids"
+    attention_mask: str = "attention_mask"
+    logits_to_keep: str = "logits_to_keep"
+    logits: str = "logits"
+    past_key: str = "past_key_values.%d.key"
+    past_value: str = "past_key_values.%d.value"
+    present_key: str = "present.%d.key"
+    present_value: str = "present.%d.value"
+    kv_layout: str = "BNSH"
+    kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer
+
+
+@dataclass
+class Manifest:
+    architecture: str
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    vocab_size: int
+    eos_token_ids: list[int]
+    pad_token_id: int | None
+    bos_token_id: int | None
+    mask_token_id: int | None  # None: the model has no <|mask|> token and runs in AR mode only
+    block_size: int | None  # block size the model was MARS-trained with
+    max_context: int
+    dtype: str
+    source: dict = field(default_factory=dict)
+    graph: GraphInterface = field(default_factory=GraphInterface)
+    verification: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / MANIFEST_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> "Manifest":
+        path = Path(directory) / MANIFEST_NAME
+        if not path.is_file():
+            raise EdgegenError(f"{directory} is not an edgegen model directory (no {MANIFEST_NAME}); "
+                               "create one with: edgegen export CHECKPOINT_DIR OUT_DIR")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise EdgegenError(f"{path} is corrupt ({e}); re-export the model with --force") from e
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise EdgegenError(f"{path} has format_version {version}, this edgegen reads {FORMAT_VERSION}; "
+                               "re-export the model with this edgegen version (edgegen export ... --force)")
+        try:
+            return cls(**{**data, "graph": GraphInterface(**data.get("graph", {}))})
+        except TypeError as e:
+            raise EdgegenError(f"{path} does not match the edgegen manifest format ({e}); re-export the model") from e

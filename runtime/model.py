@@ -1,0 +1,232 @@
+"""The user-facing model: generate, stream and chat over one engine."""
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .decoding import decode_blocks, reuse_cached_prefix
+from .engine import Engine
+from .errors import EdgegenError
+from .manifest import Manifest
+from .sampling import ACCEPTANCE_METRICS, Sampler
+from .text import IncrementalDecoder, StopFilter
+from .tokenizer import Tokenizer
+
+DEFAULT_BLOCK_SIZE = 4  # for MARS models whose trained block size is unknown
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 256
+    block_size: int | None = None  # None: the trained block size; 1 (AR) for models without a mask token
+    threshold: float = 0.95
+    acceptance: str = "probability"
+    max_accept: int | None = None
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def check(self, manifest: Manifest) -> "GenerationOptions":
+        """Fill the model-dependent defaults and reject values that cannot work, saying which fix applies."""
+        if self.block_size is None:
+            self.block_size = 1 if manifest.mask_token_id is None else manifest.block_size or DEFAULT_BLOCK_SIZE
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        problems = [
+            (not isinstance(self.block_size, int) or self.block_size < 1, "block_size must be an integer >= 1"),
+            (self.block_size > 1 and manifest.mask_token_id is None,
+             "this model has no <|mask|> token, so it runs in AR mode only: use block_size=1"),
+            (self.max_new_tokens < 1, "max_new_tokens must be >= 1"),
+            (self.acceptance not in ACCEPTANCE_METRICS, f"acceptance must be one of {', '.join(ACCEPTANCE_METRICS)}"),
+            (self.acceptance != "entropy" and not 0 <= self.threshold <= 1,
+             f"threshold for acceptance={self.acceptance!r} must be within 0..1"),
+            (self.max_accept is not None and self.max_accept < 1, "max_accept must be >= 1 (or None for no cap)"),
+            (self.temperature < 0, "temperature must be >= 0 (0 is greedy)"),
+            (self.top_k < 0, "top_k must be >= 0 (0 turns it off)"),
+            (not 0 < self.top_p <= 1, "top_p must be within (0, 1]"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise EdgegenError(f"invalid generation option: {message}")
+        return self
+
+
+@dataclass
+class Stats:
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV was reused from an earlier call
+    new_tokens: int = 0
+    forwards: int = 0
+    tokens_per_forward: float = 0.0
+    prefill_ms: float = 0.0  # the first forward, which processes the prompt
+    ttft_ms: float = 0.0  # from the call until the first token is known
+    decode_tokens_per_s: float = 0.0  # tokens after the first forward, over the time after it
+    total_ms: float = 0.0
+    forward_ms: float = 0.0  # time inside onnxruntime
+    loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    text: str
+    token_ids: list[int]  # generated tokens, up to the one completing a stop string; eos excluded
+    stop_reason: str  # "eos", "stop" (a stop string), "max_new_tokens", "context_full" or "cancelled"
+    stats: Stats
+
+
+class Generation:
+    """Iterate for text pieces as they are generated (never a partial UTF-8 character);
+    `result` holds the outcome once iteration ends or is abandoned."""
+
+    def __init__(self, model: "Model", prompt_ids: list[int], options: GenerationOptions, on_finish=None):
+        self.model, self.prompt_ids, self.options, self.on_finish = model, prompt_ids, options, on_finish
+        self.result: Result | None = None
+        self.token_ids: list[int] = []
+        self.decoder, self.stops = IncrementalDecoder(model.tokenizer), StopFilter(options.stop)
+        self.eos = set(model.manifest.eos_token_ids)
+        self._pieces = self._generate()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def _commit(self, token: int) -> tuple[str, str | None]:
+        """Add one generated token; return the text it makes safe to show and why to stop, if so."""
+        if token in self.eos:
+            return "", "eos"
+        self.token_ids.append(token)
+        piece = self.stops.push(self.decoder.push(token))
+        if self.stops.stopped:
+            return piece, "stop"
+        return piece, "max_new_tokens" if len(self.token_ids) == self.options.max_new_tokens else None
+
+    def _generate(self) -> Iterator[str]:
+        model, options, engine = self.model, self.options, self.model.engine
+        start, forward_start = time.perf_counter(), engine.forward_seconds
+        pending = reuse_cached_prefix(engine, self.prompt_ids)
+        stats = Stats(prompt_tokens=len(self.prompt_ids), cached_prompt_tokens=len(self.prompt_ids) - len(pending))
+        sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
+        pieces, reason, first_block_at, first_block_tokens = [], "cancelled", start, 0
+        try:
+            for block in decode_blocks(engine, pending, options.block_size, model.manifest.mask_token_id, sampler,
+                                       options.threshold, options.acceptance, options.max_accept):
+                stats.forwards += 1
+                if stats.forwards == 1:
+                    first_block_at = time.perf_counter()
+                    stats.ttft_ms = (first_block_at - start) * 1000
+                    stats.prefill_ms = (engine.forward_seconds - forward_start) * 1000
+                for token in block:
+                    piece, stop = self._commit(token)
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+                    if stop:
+                        reason = stop
+                        break
+                if stats.forwards == 1:
+                    first_block_tokens = len(self.token_ids)
+                if reason != "cancelled":
+                    break
+            else:
+                reason = "context_full"
+            rest = "" if self.stops.stopped else self.stops.push(self.decoder.flush()) + self.stops.flush()
+            if rest:
+                pieces.append(rest)
+                yield rest
+        finally:
+            end = time.perf_counter()
+            stats.new_tokens = len(self.token_ids)
+            stats.tokens_per_forward = stats.new_tokens / max(stats.forwards, 1)
+            stats.total_ms = (end - start) * 1000
+            stats.forward_ms = (engine.forward_seconds - forward_start) * 1000
+            decode_ms = (end - first_block_at) * 1000
+            stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
+            if stats.forwards > 1:
+                stats.decode_tokens_per_s = (stats.new_tokens - first_block_tokens) / (decode_ms / 1000)
+            self.result = Result("".join(pieces), self.token_ids, reason, stats)
+            if self.on_finish:
+                self.on_finish(self.result)
+
+
+class Model:
+    def __init__(self, path: str | Path, provider: str = "auto", max_context: int | None = None,
+                 threads: int | None = None):
+        self.path = Path(path)
+        self.manifest = Manifest.load(self.path)
+        self.tokenizer = Tokenizer(self.path)
+        self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
+
+    @property
+    def max_context(self) -> int:
+        return self.engine.max_context
+
+    def encode_prompt(self, prompt: str, chat: bool = False) -> list[int]:
+        """Token ids of a plain prompt, or of one user message wrapped in the chat template."""
+        if chat:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(prompt)
+
+    def start(self, prompt_ids: list[int], on_finish=None, **options) -> Generation:
+        """A generation over token ids; checks the prompt fits before anything runs."""
+        opts = GenerationOptions(**options).check(self.manifest)
+        if not prompt_ids:
+            raise EdgegenError("the prompt is empty; give at least one token of text")
+        if len(prompt_ids) >= self.max_context:
+            raise EdgegenError(f"the prompt has {len(prompt_ids)} tokens but max_context is {self.max_context}, "
+                               "leaving no room to generate; shorten the prompt or load the model with a larger "
+                               f"max_context (this export allows up to {self.manifest.max_context})")
+        return Generation(self, prompt_ids, opts, on_finish)
+
+    def stream(self, prompt: str, **options) -> Generation:
+        return self.start(self.encode_prompt(prompt), **options)
+
+    def generate(self, prompt: str, **options) -> Result:
+        generation = self.stream(prompt, **options)
+        for _ in generation:
+            pass
+        return generation.result
+
+    def chat(self, system: str | None = None, **options) -> "Chat":
+        return Chat(self, system, **options)
+
+
+class Chat:
+    """A multi-turn conversation. Each turn renders the whole history with the chat template; the
+    engine keeps the KV of the longest prefix it already holds, so only the new turn is prefilled."""
+
+    def __init__(self, model: Model, system: str | None = None, **options):
+        self.model, self.options = model, options
+        self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
+
+    def stream(self, text: str, **options) -> Generation:
+        messages = self.messages + [{"role": "user", "content": text}]
+        prompt = self.model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        ids = self.model.tokenizer.encode(prompt, add_special_tokens=False)
+
+        def record(result: Result):
+            self.messages[:] = messages + [{"role": "assistant", "content": result.text}]
+
+        return self.model.start(ids, on_finish=record, **{**self.options, **options})
+
+    def send(self, text: str, **options) -> Result:
+        generation = self.stream(text, **options)
+        for _ in generation:
+            pass
+        return generation.result
+
+    def reset(self) -> None:
+        self.messages = [m for m in self.messages if m["role"] == "system"]
+
+
+def load(path: str | Path, provider: str = "auto", max_context: int | None = None,
+         threads: int | None = None) -> Model:
+    """Load an exported model directory (see `edgegen export`)."""
+    return Model(path, provider, max_context, threads)

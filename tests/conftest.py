@@ -1,0 +1,37 @@
+import sys
+from pathlib import Path
+
+# The checkout root holds edgegen/ without export/ and runtime/ mapped into it: test the installed package.
+ROOT = str(Path(__file__).resolve().parent.parent)
+sys.path[:] = [p for p in sys.path if p not in ("", ".", ROOT)]
+
+import pytest  # noqa: E402
+
+from edgegen.export import export_model  # noqa: E402
+from tiny_models import save_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """name -> checkpoint directory; built once per test session."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "mars": save_model(root / "mars-tiny", mars=True),
+        "qwen2_4x": save_model(root / "qwen2-4x", config_format="4.x", seed=1),
+        "llama": save_model(root / "llama-tiny", arch="llama", with_mask=False, seed=2),
+        "bf16_sharded": save_model(root / "bf16-sharded", dtype="bfloat16", shard=True, seed=3),
+    }
+
+
+@pytest.fixture(scope="session")
+def exported(checkpoints, tmp_path_factory):
+    """name -> exported fp32 model directory."""
+    root = tmp_path_factory.mktemp("exported")
+    return {name: export_model(src, root / name, quiet=True) and root / name for name, src in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
+def mars_model(exported):
+    from edgegen import load
+
+    return load(exported["mars"], provider="cpu", max_context=256)

@@ -1,0 +1,72 @@
+"""Tiny random-weight checkpoints and a trained byte-level BPE tokenizer, built locally (no downloads)."""
+import json
+import sysconfig
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+MASK = "<|mask|>"
+EXTRA_TEXT = "héllo wörld, naïve café — 日本語のテキスト 🎉🚀 ünïcödé ✓\n" * 20
+
+
+def training_corpus() -> list[str]:
+    """Python's own standard library sources: text that exists offline on every machine."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("json/*.py")) + sorted(stdlib.glob("email/*.py"))[:10]
+    return [f.read_text(encoding="utf-8", errors="ignore") for f in files] + [EXTRA_TEXT]
+
+
+def save_tokenizer(out: Path, with_mask: bool, vocab_size: int = 512) -> int:
+    """Train a byte-level BPE with ChatML specials (and <|mask|>); save it as transformers would. Returns its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = SPECIALS + ([MASK] if with_mask else [])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(training_corpus(), trainer)
+    extra = {"mask_token": MASK} if with_mask else {}
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHATML_TEMPLATE, **extra)
+    fast.save_pretrained(out)
+    return tok.get_vocab_size()
+
+
+def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: str = "float32",
+               shard: bool = False, config_format: str = "5.x", mars: bool = False, seed: int = 0) -> Path:
+    """A 2-layer random model; initializer_range 0.2 keeps its logits far from flat, so argmax ties are rare."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = save_tokenizer(out, with_mask)
+    torch.manual_seed(seed)
+    config_class, model_class = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[arch]
+    config = config_class(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          intermediate_size=128, vocab_size=(vocab + 63) // 64 * 64, max_position_embeddings=256,
+                          tie_word_embeddings=arch == "qwen2", initializer_range=0.2, eos_token_id=2,
+                          pad_token_id=0)
+    model = model_class(config).to(getattr(torch, dtype))
+    model.save_pretrained(out, max_shard_size="100KB" if shard else "5GB")
+    if mars or config_format == "4.x":
+        rewrite_config(out / "config.json", mars, config_format)
+    return out
+
+
+def rewrite_config(path: Path, mars: bool, config_format: str) -> None:
+    """Turn a saved config into a MARS release config and/or the transformers 4.x key layout."""
+    config = json.loads(path.read_text())
+    if mars:
+        config.update(model_type="a2d-qwen2", architectures=["A2DQwen2LMHeadModel"], block_size=4)
+    if config_format == "4.x":
+        rope = config.pop("rope_parameters")
+        config["rope_theta"] = rope["rope_theta"]
+        config["torch_dtype"] = config.pop("dtype")
+        config["transformers_version"] = "4.57.6"
+    path.write_text(json.dumps(config, indent=2))
