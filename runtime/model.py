@@ -97,6 +97,10 @@ class Generation:
     def __next__(self) -> str:
         return next(self._pieces)
 
+    def close(self) -> None:
+        """Stop early (e.g. on Ctrl-C); `result` then has stop_reason 'cancelled'."""
+        self._pieces.close()
+
     def _commit(self, token: int) -> tuple[str, str | None]:
         """Add one generated token; return the text it makes safe to show and why to stop, if so."""
         if token in self.eos:

@@ -1,14 +1,7 @@
-import sys
-from pathlib import Path
+import pytest
 
-# The checkout root holds edgegen/ without export/ and runtime/ mapped into it: test the installed package.
-ROOT = str(Path(__file__).resolve().parent.parent)
-sys.path[:] = [p for p in sys.path if p not in ("", ".", ROOT)]
-
-import pytest  # noqa: E402
-
-from edgegen.export import export_model  # noqa: E402
-from tiny_models import save_model  # noqa: E402
+from edgegen.export import export_model
+from tiny_models import save_model
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,74 @@
+"""The `edgegen` command as a user runs it, and the runtime on a device without torch or transformers."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def edgegen(*args, module=False):
+    command = [sys.executable, "-m", "edgegen"] if module else [sys.executable, "-c",
+                                                                 "from edgegen.cli import main; raise SystemExit(main())"]
+    return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+
+
+def test_export_then_generate_json(checkpoints, tmp_path):
+    out = tmp_path / "model"
+    export = edgegen("export", checkpoints["mars"], out, "--dtype", "fp16", "--max-context", "128")
+    assert export.returncode == 0, export.stderr
+    assert "[4/4] verified against transformers" in export.stderr
+    run = edgegen("generate", out, "--prompt", "def load(fp):", "--max-new-tokens", "12", "--block-size", "4",
+                  "--threshold", "0.05", "--json", "--provider", "cpu", module=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)  # exactly one JSON object, nothing else on stdout
+    assert set(result) == {"text", "token_ids", "prompt_tokens", "new_tokens", "forwards", "tokens_per_forward",
+                           "ttft_ms", "decode_tokens_per_s", "stop_reason"}
+    assert result["new_tokens"] == len(result["token_ids"]) <= 12
+    assert result["tokens_per_forward"] == pytest.approx(result["new_tokens"] / result["forwards"])
+
+
+def test_generate_streams_text_and_stats(exported, tmp_path):
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("class Encoder:", encoding="utf-8")
+    run = edgegen("generate", exported["mars"], "--prompt-file", prompt_file, "--chat", "--max-new-tokens", "8",
+                  "--stop", "zz")
+    assert run.returncode == 0, run.stderr
+    assert "tokens/forward" in run.stderr and "TTFT" in run.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "/nonexistent/model", "--prompt", "hi"], "not an edgegen model directory"),
+    (["generate", "{model}", "--prompt-file", "/nonexistent.txt"], "cannot read --prompt-file"),
+    (["generate", "{model}", "--prompt", "hi", "--provider", "cuda"], "not available"),
+    (["generate", "{model}", "--prompt", "hi", "--threshold", "2"], "threshold"),
+    (["export", "/nonexistent/ckpt", "{tmp}/out"], "does not exist"),
+])
+def test_errors_go_to_stderr_with_nonzero_exit(exported, tmp_path, args, message):
+    run = edgegen(*[a.format(model=exported["mars"], tmp=tmp_path) for a in args])
+    assert run.returncode == 1
+    assert message in run.stderr and run.stdout == ""
+    assert "Traceback" not in run.stderr
+
+
+def test_runtime_runs_without_torch_or_transformers(exported):
+    """The device side must import and generate with numpy, onnxruntime, tokenizers and jinja2 only."""
+    script = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers", "optimum", "onnx", "safetensors"):
+                    raise ImportError("blocked on the device: " + name)
+        sys.meta_path.insert(0, Block())
+        import edgegen
+        model = edgegen.load({str(exported["mars"])!r}, provider="cpu")
+        result = model.generate("def load(fp):", max_new_tokens=10, block_size=4, threshold=0.05)
+        chat = model.chat()
+        chat.send("hi", max_new_tokens=4)
+        assert result.stats.new_tokens > 0
+        assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "onnx")]
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
