@@ -1,7 +1,7 @@
 """The user-facing model: generate, stream and chat over one engine."""
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decoding import decode_blocks, reuse_cached_prefix
@@ -67,9 +67,6 @@ class Stats:
     forward_ms: float = 0.0  # time inside onnxruntime
     loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class Result:
@@ -117,7 +114,7 @@ class Generation:
         pending = reuse_cached_prefix(engine, self.prompt_ids)
         stats = Stats(prompt_tokens=len(self.prompt_ids), cached_prompt_tokens=len(self.prompt_ids) - len(pending))
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
-        pieces, reason, first_block_at, first_block_tokens = [], "cancelled", start, 0
+        pieces, reason, first_block_at, first_block_tokens = [], None, start, 0
         try:
             for block in decode_blocks(engine, pending, options.block_size, model.manifest.mask_token_id, sampler,
                                        options.threshold, options.acceptance, options.max_accept):
@@ -136,11 +133,12 @@ class Generation:
                         break
                 if stats.forwards == 1:
                     first_block_tokens = len(self.token_ids)
-                if reason != "cancelled":
+                if reason:
                     break
             else:
                 reason = "context_full"
             rest = "" if self.stops.stopped else self.stops.push(self.decoder.flush()) + self.stops.flush()
+            reason = "stop" if self.stops.stopped else reason
             if rest:
                 pieces.append(rest)
                 yield rest
@@ -154,7 +152,7 @@ class Generation:
             stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
             if stats.forwards > 1:
                 stats.decode_tokens_per_s = (stats.new_tokens - first_block_tokens) / (decode_ms / 1000)
-            self.result = Result("".join(pieces), self.token_ids, reason, stats)
+            self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
             if self.on_finish:
                 self.on_finish(self.result)
 

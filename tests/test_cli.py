@@ -8,8 +8,8 @@ import pytest
 
 
 def edgegen(*args, module=False):
-    command = [sys.executable, "-m", "edgegen"] if module else [sys.executable, "-c",
-                                                                 "from edgegen.cli import main; raise SystemExit(main())"]
+    entry = ["-m", "edgegen"] if module else ["-c", "from edgegen.cli import main; raise SystemExit(main())"]
+    command = [sys.executable, *entry]
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
 
 

@@ -27,8 +27,9 @@ def llama_model(exported):
 
 def hf_greedy(reference, prompt_ids, max_new_tokens):
     with torch.no_grad():
-        out = reference.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=EOS, pad_token_id=0)
+        ids = torch.tensor([prompt_ids])
+        out = reference.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=EOS, pad_token_id=0)
     new = out[0, len(prompt_ids):].tolist()
     return new[:new.index(EOS)] if EOS in new else new
 

@@ -56,7 +56,8 @@ def test_graph_contract_with_growing_past(checkpoints, exported):
                  "position_ids": np.arange(start, start + count)[None],
                  "attention_mask": np.ones((1, start + count), np.int64), "logits_to_keep": np.array(count)}
         for layer in range(manifest.num_layers):
-            feeds[f"past_key_values.{layer}.key"], feeds[f"past_key_values.{layer}.value"] = past[2 * layer:2 * layer + 2]
+            feeds[f"past_key_values.{layer}.key"] = past[2 * layer]
+            feeds[f"past_key_values.{layer}.value"] = past[2 * layer + 1]
         logits, *past = session.run(None, feeds)
         assert past[0].shape == (1, manifest.num_kv_heads, start + count, manifest.head_dim)
         rows.append(logits[0])

@@ -4,7 +4,8 @@ import sysconfig
 from pathlib import Path
 
 CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -47,7 +48,8 @@ def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: st
     out.mkdir(parents=True, exist_ok=True)
     vocab = save_tokenizer(out, with_mask)
     torch.manual_seed(seed)
-    config_class, model_class = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}[arch]
+    classes = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
+    config_class, model_class = classes[arch]
     config = config_class(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                           intermediate_size=128, vocab_size=(vocab + 63) // 64 * 64, max_position_embeddings=256,
                           tie_word_embeddings=arch == "qwen2", initializer_range=0.2, eos_token_id=2,
