@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from .runtime import EdgegenError, load
+from .train.cli import add_train
 
 
 def add_export(commands) -> None:
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add_export(commands)
     add_generate(commands)
+    add_train(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

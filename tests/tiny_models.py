@@ -3,13 +3,8 @@ import json
 import sysconfig
 from pathlib import Path
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-MASK = "<|mask|>"
+from edgegen.train.tokenizer import train_tokenizer
+
 EXTRA_TEXT = "héllo wörld, naïve café — 日本語のテキスト 🎉🚀 ünïcödé ✓\n" * 20
 
 
@@ -21,22 +16,7 @@ def training_corpus() -> list[str]:
 
 
 def save_tokenizer(out: Path, with_mask: bool, vocab_size: int = 512) -> int:
-    """Train a byte-level BPE with ChatML specials (and <|mask|>); save it as transformers would. Returns its size."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = SPECIALS + ([MASK] if with_mask else [])
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(training_corpus(), trainer)
-    extra = {"mask_token": MASK} if with_mask else {}
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHATML_TEMPLATE, **extra)
-    fast.save_pretrained(out)
-    return tok.get_vocab_size()
+    return train_tokenizer(training_corpus(), out, vocab_size, with_mask, show_progress=False)
 
 
 def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: str = "float32",

@@ -1,0 +1,69 @@
+"""Arguments of `edgegen train ...`; torch is imported only when a command runs."""
+from pathlib import Path
+
+
+def add_train(commands) -> None:
+    p = commands.add_parser("train", help="train tokenizers and models (needs the train extra)",
+                            description="Make models where none can be downloaded: tokenizer -> init -> ar -> mars.")
+    sub = p.add_subparsers(dest="train_command", required=True)
+
+    tok = sub.add_parser("tokenizer", help="train a byte-level BPE with ChatML specials and <|mask|>")
+    tok.add_argument("out", type=Path)
+    tok.add_argument("files", type=Path, nargs="+", help="text files, or chat/text JSONL")
+    tok.add_argument("--vocab-size", type=int, default=4096)
+    tok.set_defaults(run=lambda a: run("tokenizer_command", a.files, a.out, a.vocab_size))
+
+    init = sub.add_parser("init", help="a randomly initialized model for a tokenizer, to pre-train with `ar`")
+    init.add_argument("tokenizer", type=Path, help="directory with tokenizer.json and tokenizer_config.json")
+    init.add_argument("out", type=Path)
+    init.add_argument("--arch", choices=["qwen2", "llama"], default="qwen2")
+    init.add_argument("--hidden-size", type=int, default=256)
+    init.add_argument("--layers", type=int, default=6)
+    init.add_argument("--heads", type=int, default=4)
+    init.add_argument("--kv-heads", type=int, default=2)
+    init.add_argument("--intermediate-size", type=int, default=768)
+    init.add_argument("--max-position-embeddings", type=int, default=2048)
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=lambda a: run("init_command", a.tokenizer, a.out, a.arch, a.hidden_size, a.layers, a.heads,
+                                        a.kv_heads, a.intermediate_size, a.max_position_embeddings, a.seed))
+
+    ar = sub.add_parser("ar", help="next-token training: pre-training on text or SFT on chat JSONL")
+    add_training_options(ar)
+    ar.set_defaults(run=lambda a: run("ar_command", a.base, a.data, a.out, config(a), a.epochs, a.resume))
+
+    mars = sub.add_parser("mars", help="MARS multi-token fine-tuning of a qwen2/llama checkpoint")
+    add_training_options(mars)
+    mars.add_argument("--block-size", type=int, required=True)
+    mars.add_argument("--ar-weight", type=float, default=1.0, help="weight of the clean (AR) loss term")
+    mars.set_defaults(run=lambda a: run("mars_command", a.base, a.data, a.out, a.block_size, a.ar_weight, config(a),
+                                        a.epochs, a.resume))
+
+
+def add_training_options(p) -> None:
+    p.add_argument("base", type=Path, help="Hugging Face checkpoint directory to start from")
+    p.add_argument("data", type=Path, help='JSONL: {"messages": [...]} (loss on assistant turns) or {"text": ...}')
+    p.add_argument("out", type=Path)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=1000)
+    length.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=512, help="longer examples are skipped")
+    p.add_argument("--warmup", type=float, default=0.03, help="fraction of steps")
+    p.add_argument("--save-every", type=int, default=200, help="steps between resumable checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+
+
+def config(args):
+    from .trainer import TrainConfig
+
+    return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                       warmup=args.warmup, seed=args.seed, save_every=args.save_every)
+
+
+def run(command: str, *args) -> int:
+    from . import commands
+
+    getattr(commands, command)(*args)
+    return 0
