@@ -1,6 +1,17 @@
 """edgegen: on-device LLM inference with MARS multi-token block decoding."""
+from pathlib import Path
+
+from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, Result, Stats
+from .runtime import load as load_model
+
 __version__ = "0.1.0"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"  # the small MARS model shipped with edgegen
 
-from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, Result, Stats, load  # noqa: E402
+__all__ = ["DEFAULT_MODEL", "Chat", "EdgegenError", "Generation", "GenerationOptions", "Model", "Result", "Stats",
+           "load"]
 
-__all__ = ["Chat", "EdgegenError", "Generation", "GenerationOptions", "Model", "Result", "Stats", "load"]
+
+def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,
+         threads: int | None = None) -> Model:
+    """Load an exported model directory; with no path, the bundled default model."""
+    return load_model(path or DEFAULT_MODEL, provider, max_context, threads)

@@ -4,7 +4,9 @@ import json
 import sys
 from pathlib import Path
 
-from .runtime import EdgegenError, load
+from . import load
+from .chat import run_chat
+from .runtime import EdgegenError
 from .train.cli import add_train
 
 
@@ -33,16 +35,31 @@ def run_export(args) -> int:
     return 0
 
 
-def add_generate(commands) -> None:
-    p = commands.add_parser("generate", help="generate text from a prompt",
-                            description="Generate text with AR or MARS block decoding; streams to stdout.")
-    p.add_argument("model", type=Path, help="exported model directory")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", help="prompt text")
-    source.add_argument("--prompt-file", type=Path, help="read the prompt from this UTF-8 file")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message in the chat template")
+def add_model_options(p) -> None:
+    p.add_argument("model", type=Path, nargs="?", help="exported model directory (default: the bundled model)")
+    p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
+    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
+    p.add_argument("--max-context", type=int, help="KV cache length (default: min(2048, the export's))")
+
+
+def block_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
+def add_decoding_options(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--block-size", type=int, help="tokens per forward to propose; 1 is AR (default: trained size)")
+    p.add_argument("--mode", choices=["ar", "threshold", "verify"],
+                   help="ar: one token per forward; threshold: MARS, accept mask predictions with confidence >= "
+                        "--threshold; verify: lossless, the model checks its own mask predictions "
+                        "(default: threshold for MARS models, else ar)")
+    p.add_argument("--block-size", type=block_size, help="tokens per forward to propose, or auto (measured costs "
+                                                         "and running acceptance pick it each step; the default)")
+    p.add_argument("--max-block-size", type=int, help="upper bound for auto (default: the trained block size)")
     p.add_argument("--threshold", type=float, default=0.95, help="accept block tokens while confidence >= this")
     p.add_argument("--acceptance", choices=["probability", "entropy", "margin"], default="probability")
     p.add_argument("--max-accept", type=int, help="accept at most this many tokens per forward")
@@ -51,11 +68,39 @@ def add_generate(commands) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable)")
-    p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
-    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
-    p.add_argument("--max-context", type=int, help="KV cache length (default: min(2048, the export's))")
+
+
+def decoding_options(args) -> dict:
+    return dict(max_new_tokens=args.max_new_tokens, mode=args.mode, block_size=args.block_size,
+                max_block_size=args.max_block_size, threshold=args.threshold, acceptance=args.acceptance,
+                max_accept=args.max_accept, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                seed=args.seed, stop=args.stop)
+
+
+def load_model(args):
+    return load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads)
+
+
+def add_generate(commands) -> None:
+    p = commands.add_parser("generate", help="generate text from a prompt",
+                            description="Generate text with AR or MARS block decoding; streams to stdout.")
+    add_model_options(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="prompt text")
+    source.add_argument("--prompt-file", type=Path, help="read the prompt from this UTF-8 file")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as one user message in the chat template")
+    add_decoding_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object with the text and stats, nothing else")
     p.set_defaults(run=run_generate)
+
+
+def add_chat(commands) -> None:
+    p = commands.add_parser("chat", help="an offline terminal chat",
+                            description="Chat in the terminal: streaming, multi-turn with KV reuse, /help.")
+    add_model_options(p)
+    p.add_argument("--system", help="system prompt")
+    add_decoding_options(p)
+    p.set_defaults(run=lambda args: run_chat(load_model(args), args.system, decoding_options(args)))
 
 
 def read_prompt(args) -> str:
@@ -69,11 +114,8 @@ def read_prompt(args) -> str:
 
 def run_generate(args) -> int:
     prompt = read_prompt(args)
-    model = load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads)
-    options = dict(max_new_tokens=args.max_new_tokens, block_size=args.block_size, threshold=args.threshold,
-                   acceptance=args.acceptance, max_accept=args.max_accept, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
-    generation = model.start(model.encode_prompt(prompt, chat=args.chat), **options)
+    model = load_model(args)
+    generation = model.start(model.encode_prompt(prompt, chat=args.chat), **decoding_options(args))
     for piece in generation:
         if not args.json:
             sys.stdout.write(piece)
@@ -83,7 +125,9 @@ def run_generate(args) -> int:
         print(json.dumps({"text": result.text, "token_ids": result.token_ids, "prompt_tokens": stats.prompt_tokens,
                           "new_tokens": stats.new_tokens, "forwards": stats.forwards,
                           "tokens_per_forward": stats.tokens_per_forward, "ttft_ms": stats.ttft_ms,
-                          "decode_tokens_per_s": stats.decode_tokens_per_s, "stop_reason": result.stop_reason}))
+                          "decode_tokens_per_s": stats.decode_tokens_per_s, "stop_reason": result.stop_reason,
+                          "mode": stats.mode, "drafts_proposed": stats.drafts_proposed,
+                          "drafts_accepted": stats.drafts_accepted}))
     else:
         print(file=sys.stdout)
         print(f"[{stats.new_tokens} tokens, {stats.tokens_per_forward:.2f} tokens/forward, "
@@ -97,6 +141,7 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add_export(commands)
     add_generate(commands)
+    add_chat(commands)
     add_train(commands)
     args = parser.parse_args(argv)
     try:

@@ -1,4 +1,5 @@
-"""MARS block decoding over the engine; block size 1 is plain autoregressive decoding.
+"""Decoding loops over the engine: MARS threshold block decoding (block size 1 is plain AR) and
+lossless self-speculative verification.
 
 Each forward feeds the tokens committed by the previous step (their KV is not cached yet)
 followed by block_size - 1 mask tokens. Block token 0 comes from the last committed token's
@@ -7,11 +8,15 @@ the reference sampler is never fed: its output is unused and, under causal atten
 cannot change the other rows.
 """
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .engine import Engine
+from .pilot import BlockPilot, FixedBlock
 from .sampling import Sampler, accepted_length, confidence
+
+BlockPolicy = FixedBlock | BlockPilot
 
 
 def reuse_cached_prefix(engine: Engine, prompt_ids: list[int]) -> list[int]:
@@ -41,14 +46,75 @@ def block_length(logits: np.ndarray, tokens: np.ndarray, probs: np.ndarray | Non
     return accepted_length(confidence(draft_probs, tokens[1:], metric), threshold, metric, max_accept)
 
 
-def decode_blocks(engine: Engine, pending: list[int], block_size: int, mask_id: int | None, sampler: Sampler,
+def decode_blocks(engine: Engine, pending: list[int], policy: BlockPolicy, mask_id: int | None, sampler: Sampler,
                   threshold: float = 1.0, metric: str = "probability",
                   max_accept: int | None = None) -> Iterator[list[int]]:
     """Yield the tokens each forward commits; ends when the context has no room for the next step."""
     while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
-        masks = [mask_id] * min(block_size - 1, room)
+        masks = [mask_id] * min(policy.choose(len(pending)), room)
         logits = engine.forward(pending + masks, logits_to_keep=1 + len(masks))
         engine.rewind(len(engine.tokens) - len(masks))  # mask KV is dropped by a length update
         tokens, probs = sampler.sample(logits)
         pending = tokens[:block_length(logits, tokens, probs, sampler, threshold, metric, max_accept)].tolist()
+        policy.observe(len(masks), len(pending) - 1)
         yield pending
+
+
+@dataclass
+class DraftStats:
+    proposed: int = 0
+    accepted: int = 0
+    by_position: list = field(default_factory=list)  # [proposed, accepted] for draft 1, 2, ...
+
+    def record(self, proposed: int, accepted: int) -> None:
+        self.proposed += proposed
+        self.accepted += accepted
+        self.by_position += [[0, 0] for _ in range(proposed - len(self.by_position))]
+        for position in range(proposed):
+            self.by_position[position][0] += 1
+            self.by_position[position][1] += position < accepted
+
+
+def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray | None,
+                  sampler: Sampler) -> tuple[int, int]:
+    """Check drafts against the exact AR predictions (logits row i precedes draft i; the last row
+    follows the last draft). Returns how many drafts stand and the token that comes after them.
+
+    Greedy: a draft stands while it equals the argmax. Sampling: the speculative-sampling rule
+    (accept with probability min(1, p/q), else draw from max(p - q, 0)), so the output follows
+    the model's own distribution.
+    """
+    if sampler.greedy:
+        targets = logits.argmax(axis=-1)
+        accepted = next((i for i, token in enumerate(drafts) if token != targets[i]), len(drafts))
+        return accepted, int(targets[accepted])
+    target = sampler.distributions(logits)
+    for i, token in enumerate(drafts):
+        if sampler.rng.random() * draft_probs[i, token] >= target[i, token]:
+            return i, int(sampler.draw(np.maximum(target[i] - draft_probs[i], 0.0)))
+    return len(drafts), int(sampler.draw(target[-1]))
+
+
+def decode_verified(engine: Engine, pending: list[int], policy: BlockPolicy, mask_id: int, sampler: Sampler,
+                    stats: DraftStats) -> Iterator[list[int]]:
+    """Lossless self-speculative decoding: each forward feeds [pending | drafts | masks], keeps the
+    drafts the model's own AR rows confirm plus one AR token, and takes the mask outputs as the
+    next drafts (only when every draft stood: otherwise they were conditioned on a rejected one)."""
+    drafts, draft_probs = [], None
+    while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
+        drafts = drafts[:room]
+        masks = [mask_id] * min(policy.choose(len(pending) + len(drafts)), room - len(drafts))
+        cached = len(engine.tokens)
+        logits = engine.forward(pending + drafts + masks, logits_to_keep=1 + len(drafts) + len(masks))
+        accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, draft_probs, sampler)
+        stats.record(len(drafts), accepted)
+        policy.observe(len(drafts), accepted)
+        engine.rewind(cached + len(pending) + accepted)  # rejected drafts and masks: a length update
+        committed = drafts[:accepted] + [token]
+        if accepted == len(drafts) and masks:
+            next_drafts, draft_probs = sampler.sample(logits[1 + len(drafts):])
+            drafts = next_drafts.tolist()
+        else:
+            drafts, draft_probs = [], None
+        pending = [token]
+        yield committed

@@ -4,21 +4,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .decoding import decode_blocks, reuse_cached_prefix
+from .decoding import DraftStats, decode_blocks, decode_verified, reuse_cached_prefix
 from .engine import Engine
 from .errors import EdgegenError
 from .manifest import Manifest
+from .pilot import BlockPilot, CostCurve, FixedBlock
 from .sampling import ACCEPTANCE_METRICS, Sampler
 from .text import IncrementalDecoder, StopFilter
 from .tokenizer import Tokenizer
 
 DEFAULT_BLOCK_SIZE = 4  # for MARS models whose trained block size is unknown
+MODES = ("ar", "threshold", "verify")
 
 
 @dataclass
 class GenerationOptions:
     max_new_tokens: int = 256
-    block_size: int | None = None  # None: the trained block size; 1 (AR) for models without a mask token
+    mode: str | None = None  # "ar", "threshold" (MARS) or "verify" (lossless); None: threshold, or ar without a mask
+    block_size: int | str | None = None  # a number, or "auto"; None: "auto" when the trained size is known
+    max_block_size: int | None = None  # upper bound for "auto" (default: the trained block size)
     threshold: float = 0.95
     acceptance: str = "probability"
     max_accept: int | None = None
@@ -30,14 +34,20 @@ class GenerationOptions:
 
     def check(self, manifest: Manifest) -> "GenerationOptions":
         """Fill the model-dependent defaults and reject values that cannot work, saying which fix applies."""
-        if self.block_size is None:
-            self.block_size = 1 if manifest.mask_token_id is None else manifest.block_size or DEFAULT_BLOCK_SIZE
+        if self.mode is None:
+            plain = self.block_size == 1 or (self.block_size is None and manifest.mask_token_id is None)
+            self.mode = "ar" if plain else "threshold"
+        if self.block_size is None or self.mode == "ar":
+            self.block_size = 1 if self.mode == "ar" else "auto" if manifest.block_size else DEFAULT_BLOCK_SIZE
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         problems = [
-            (not isinstance(self.block_size, int) or self.block_size < 1, "block_size must be an integer >= 1"),
-            (self.block_size > 1 and manifest.mask_token_id is None,
-             "this model has no <|mask|> token, so it runs in AR mode only: use block_size=1"),
+            (self.mode not in MODES, f"mode must be one of {', '.join(MODES)}"),
+            (self.block_size != "auto" and (not isinstance(self.block_size, int) or self.block_size < 1),
+             "block_size must be an integer >= 1 or 'auto'"),
+            (self.max_block_size is not None and self.max_block_size < 2, "max_block_size must be >= 2"),
+            (self.mode != "ar" and manifest.mask_token_id is None,
+             "this model has no <|mask|> token, so it runs in AR mode only: use mode='ar' (or block_size=1)"),
             (self.max_new_tokens < 1, "max_new_tokens must be >= 1"),
             (self.acceptance not in ACCEPTANCE_METRICS, f"acceptance must be one of {', '.join(ACCEPTANCE_METRICS)}"),
             (self.acceptance != "entropy" and not 0 <= self.threshold <= 1,
@@ -64,6 +74,10 @@ class Stats:
     ttft_ms: float = 0.0  # from the call until the first token is known
     decode_tokens_per_s: float = 0.0  # tokens after the first forward, over the time after it
     total_ms: float = 0.0
+    mode: str = ""
+    drafts_proposed: int = 0  # verify mode: mask predictions checked against the model's own AR rows
+    drafts_accepted: int = 0
+    draft_acceptance_by_position: list = field(default_factory=list)  # accepted share of draft 1, 2, ...
     forward_ms: float = 0.0  # time inside onnxruntime
     loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
 
@@ -110,14 +124,21 @@ class Generation:
 
     def _generate(self) -> Iterator[str]:
         model, options, engine = self.model, self.options, self.model.engine
+        policy = model.block_policy(options)  # may measure the cost curve: before the cache is reused
         start, forward_start = time.perf_counter(), engine.forward_seconds
         pending = reuse_cached_prefix(engine, self.prompt_ids)
         stats = Stats(prompt_tokens=len(self.prompt_ids), cached_prompt_tokens=len(self.prompt_ids) - len(pending))
+        stats.mode, drafts = options.mode, DraftStats()
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
+        mask_id = model.manifest.mask_token_id
+        if options.mode == "verify":
+            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts)
+        else:
+            blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
+                                   options.max_accept)
         pieces, reason, first_block_at, first_block_tokens = [], None, start, 0
         try:
-            for block in decode_blocks(engine, pending, options.block_size, model.manifest.mask_token_id, sampler,
-                                       options.threshold, options.acceptance, options.max_accept):
+            for block in blocks:
                 stats.forwards += 1
                 if stats.forwards == 1:
                     first_block_at = time.perf_counter()
@@ -150,6 +171,8 @@ class Generation:
             stats.forward_ms = (engine.forward_seconds - forward_start) * 1000
             decode_ms = (end - first_block_at) * 1000
             stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
+            stats.drafts_proposed, stats.drafts_accepted = drafts.proposed, drafts.accepted
+            stats.draft_acceptance_by_position = [accepted / proposed for proposed, accepted in drafts.by_position]
             if stats.forwards > 1:
                 stats.decode_tokens_per_s = (stats.new_tokens - first_block_tokens) / (decode_ms / 1000)
             self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
@@ -160,14 +183,28 @@ class Generation:
 class Model:
     def __init__(self, path: str | Path, provider: str = "auto", max_context: int | None = None,
                  threads: int | None = None):
-        self.path = Path(path)
+        self.path, self.threads = Path(path), threads
         self.manifest = Manifest.load(self.path)
         self.tokenizer = Tokenizer(self.path)
         self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
+        self._cost_curve: CostCurve | None = None
 
     @property
     def max_context(self) -> int:
         return self.engine.max_context
+
+    @property
+    def cost_curve(self) -> CostCurve:
+        """Forward latency against new tokens, measured once per model, provider and thread count."""
+        if self._cost_curve is None:
+            self._cost_curve = CostCurve.cached(self.engine, self.threads)
+        return self._cost_curve
+
+    def block_policy(self, options: GenerationOptions) -> FixedBlock | BlockPilot:
+        if options.block_size != "auto":
+            return FixedBlock(options.block_size)
+        largest = options.max_block_size or self.manifest.block_size or DEFAULT_BLOCK_SIZE
+        return BlockPilot(self.cost_curve, largest - 1, verify=options.mode == "verify")
 
     def encode_prompt(self, prompt: str, chat: bool = False) -> list[int]:
         """Token ids of a plain prompt, or of one user message wrapped in the chat template."""
@@ -202,21 +239,33 @@ class Model:
 
 class Chat:
     """A multi-turn conversation. Each turn renders the whole history with the chat template; the
-    engine keeps the KV of the longest prefix it already holds, so only the new turn is prefilled."""
+    engine keeps the KV of the longest prefix it already holds, so only the new turn is prefilled.
+    When the history outgrows the context, the oldest turns go first; the system prompt stays."""
 
     def __init__(self, model: Model, system: str | None = None, **options):
         self.model, self.options = model, options
         self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
+        self.dropped_turns = 0  # turns dropped to fit the context, so far
+
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+        prompt = self.model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return self.model.tokenizer.encode(prompt, add_special_tokens=False)
 
     def stream(self, text: str, **options) -> Generation:
+        options = {**self.options, **options}
         messages = self.messages + [{"role": "user", "content": text}]
-        prompt = self.model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        ids = self.model.tokenizer.encode(prompt, add_special_tokens=False)
+        ids = self._prompt_ids(messages)
+        room = min(options.get("max_new_tokens", GenerationOptions.max_new_tokens), self.model.max_context // 4)
+        first = 1 if messages[0]["role"] == "system" else 0
+        while len(ids) + room > self.model.max_context and len(messages) - first > 2:
+            messages = messages[:first] + messages[first + 2:]  # the oldest user + assistant pair
+            self.dropped_turns += 1
+            ids = self._prompt_ids(messages)
 
         def record(result: Result):
             self.messages[:] = messages + [{"role": "assistant", "content": result.text}]
 
-        return self.model.start(ids, on_finish=record, **{**self.options, **options})
+        return self.model.start(ids, on_finish=record, **options)
 
     def send(self, text: str, **options) -> Result:
         generation = self.stream(text, **options)

@@ -36,9 +36,13 @@ class Sampler:
         if self.greedy:
             return logits.argmax(axis=-1), None
         probs = self.distributions(logits)
+        return self.draw(probs), probs
+
+    def draw(self, probs: np.ndarray) -> np.ndarray:
+        """One token per row of (possibly unnormalized) probabilities."""
         cumulative = probs.cumsum(axis=-1)
-        draws = self.rng.random((probs.shape[0], 1)) * cumulative[:, -1:]
-        return (cumulative < draws).sum(axis=-1).clip(max=probs.shape[-1] - 1), probs
+        draws = self.rng.random(probs.shape[:-1] + (1,)) * cumulative[..., -1:]
+        return (cumulative < draws).sum(axis=-1).clip(max=probs.shape[-1] - 1)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from edgegen import EdgegenError, load
 from edgegen.export.checkpoint import read_model_spec
 from edgegen.export.verify import load_reference
 from edgegen.runtime.decoding import decode_blocks, reuse_cached_prefix
+from edgegen.runtime.pilot import FixedBlock
 from edgegen.runtime.sampling import Sampler
 
 PROMPTS = ["import json\ndef load(fp):", "class Encoder:\n    def __init__(self", "héllo wörld 🎉", "x = [1, 2,"]
@@ -97,8 +98,8 @@ def test_kv_cache_holds_exactly_the_committed_tokens(mars_model):
     engine.rewind(0)
     prompt = mars_model.encode_prompt(PROMPTS[0])
     committed = []
-    blocks = decode_blocks(engine, reuse_cached_prefix(engine, prompt), 4, mars_model.manifest.mask_token_id,
-                           Sampler(), threshold=0.0)
+    blocks = decode_blocks(engine, reuse_cached_prefix(engine, prompt), FixedBlock(4),
+                           mars_model.manifest.mask_token_id, Sampler(), threshold=0.0)
     for _, block in zip(range(6), blocks):
         assert len(block) == 4  # threshold 0 accepts the whole block
         # the tokens just committed are fed (and cached) by the next forward, never the masks
@@ -163,6 +164,8 @@ def test_prompt_longer_than_the_context_is_a_clear_error(exported):
     ({"top_p": 0}, "top_p"),
     ({"max_accept": 0}, "max_accept"),
     ({"max_new_tokens": 0}, "max_new_tokens"),
+    ({"mode": "turbo"}, "mode must be one of"),
+    ({"block_size": "fast"}, "block_size must be"),
 ])
 def test_invalid_options_are_named(mars_model, options, message):
     with pytest.raises(EdgegenError, match=message):

@@ -68,7 +68,8 @@ def test_clean_half_is_the_plain_causal_model(tiny):
 def test_padding_does_not_change_the_loss(tiny):
     long, unlabeled = example(list(range(10, 30)), 8), Example(list(range(40, 46)), [False] * 6)
     with torch.no_grad():
-        for objective in (lambda batch: mars_loss(tiny, batch, 0, 3, 4)["loss"], lambda batch: ar_loss(tiny, batch, 0)["loss"]):
+        for objective in (lambda batch: mars_loss(tiny, batch, 0, 3, 4)["loss"],
+                          lambda batch: ar_loss(tiny, batch, 0)["loss"]):
             torch.testing.assert_close(objective([long]), objective([unlabeled, long]), atol=1e-5, rtol=1e-5)
 
 

@@ -1,0 +1,136 @@
+"""`edgegen chat`: an offline terminal chat with streaming, history and in-chat settings."""
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .runtime import EdgegenError, GenerationOptions
+
+HELP = """commands:
+  /reset            start a new conversation (the system prompt stays)
+  /stats            statistics of the last answer
+  /set KEY=VALUE    change a decoding option: mode (ar|threshold|verify), threshold, block (a number),
+                    acceptance, max_accept, temperature, top_k, top_p, seed, max_new_tokens
+  /save FILE        write the conversation to FILE as JSON
+  /help             this text
+  /quit             leave (Ctrl-D does too)
+Ctrl-C stops an answer; at the prompt, press it twice to leave."""
+ALIASES = {"block": "block_size"}
+HISTORY_FILE = Path(os.environ.get("EDGEGEN_HISTORY", Path.home() / ".edgegen_history"))
+
+
+def enable_line_editing() -> None:
+    """Arrow keys, editing and a persistent history where the readline module exists."""
+    try:
+        import atexit
+        import readline
+    except ImportError:
+        return
+    try:
+        readline.read_history_file(HISTORY_FILE)
+    except OSError:
+        pass
+    readline.set_history_length(1000)
+    atexit.register(lambda: _write_history(readline))
+
+
+def _write_history(readline) -> None:
+    try:
+        readline.write_history_file(HISTORY_FILE)
+    except OSError:
+        pass
+
+
+def parse_setting(text: str, options: dict, model) -> dict:
+    """Apply one KEY=VALUE to a copy of the options, checked against the model before it is kept."""
+    key, _, value = text.partition("=")
+    key, value = ALIASES.get(key.strip(), key.strip()), value.strip()
+    names = {f.name for f in fields(GenerationOptions)} - {"stop"}
+    if key not in names:
+        raise EdgegenError(f"unknown setting {key!r}; /help lists them")
+    if value in ("", "none", "None"):
+        parsed = None
+    elif key in ("acceptance", "mode"):
+        parsed = value
+    else:
+        try:
+            parsed = float(value) if key in ("threshold", "temperature", "top_p") else int(value)
+        except ValueError as e:
+            raise EdgegenError(f"{key} needs a number, got {value!r}") from e
+    updated = {**options, key: parsed}
+    if parsed is None:
+        del updated[key]
+    GenerationOptions(**updated).check(model.manifest)
+    if key == "mode":  # a block size chosen for one mode does not carry over to another
+        updated.pop("block_size", None)
+    return updated
+
+
+def footer(result) -> str:
+    s = result.stats
+    return (f"[{s.new_tokens} tokens · {s.tokens_per_forward:.2f} tokens/forward · TTFT {s.ttft_ms:.0f} ms · "
+            f"{s.decode_tokens_per_s:.1f} tokens/s · {result.stop_reason}]")
+
+
+def answer(chat, text: str, out=sys.stdout) -> object:
+    dropped = chat.dropped_turns
+    generation = chat.stream(text)
+    if chat.dropped_turns > dropped:
+        print(f"[context full: dropped the {chat.dropped_turns - dropped} oldest turn(s)]", file=sys.stderr)
+    try:
+        for piece in generation:
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        generation.close()
+    out.write("\n")
+    print(footer(generation.result), file=sys.stderr, flush=True)
+    return generation.result
+
+
+def run_chat(model, system: str | None, options: dict) -> int:
+    chat = model.chat(system=system, **options)
+    enable_line_editing()
+    print(f"edgegen chat · {model.path.name} · max context {model.max_context} · /help for commands",
+          file=sys.stderr)
+    last, interrupted = None, False
+    while True:
+        try:
+            line = input("> ").strip()
+            interrupted = False
+        except KeyboardInterrupt:
+            if interrupted:
+                print(file=sys.stderr)
+                return 0
+            interrupted = True
+            print("\n(press Ctrl-C again to leave)", file=sys.stderr)
+            continue
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        if not line:
+            continue
+        try:
+            if not line.startswith("/"):
+                last = answer(chat, line)
+            elif line in ("/quit", "/exit"):
+                return 0
+            elif line == "/help":
+                print(HELP, file=sys.stderr)
+            elif line == "/reset":
+                chat.reset()
+                print("[new conversation]", file=sys.stderr)
+            elif line == "/stats":
+                print(json.dumps(vars(last.stats), indent=2) if last else "[no answer yet]", file=sys.stderr)
+            elif line.startswith("/set "):
+                chat.options = parse_setting(line[5:], chat.options, model)
+                print(f"[{line[5:].strip()}]", file=sys.stderr)
+            elif line.startswith("/save "):
+                path = Path(line[6:].strip()).expanduser()
+                path.write_text(json.dumps(chat.messages, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                print(f"[saved {len(chat.messages)} messages to {path}]", file=sys.stderr)
+            else:
+                print(f"[unknown command {line.split()[0]}; /help lists them]", file=sys.stderr)
+        except (EdgegenError, OSError) as e:
+            print(f"[error: {e}]", file=sys.stderr)

@@ -1,0 +1,117 @@
+"""Adaptive block size: how many masks to append each step, from measured costs and running acceptance.
+
+The engine's cost curve (forward latency for S new tokens) is measured once per model, provider
+and thread count and cached on disk. Acceptance is tracked per block position as an exponential
+moving average of P(position j accepted | positions before it accepted). Each step picks the mask
+count that maximizes expected committed tokens per second.
+"""
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Engine
+
+CURVE_SIZES = (1, 2, 4, 8, 16, 32)
+CACHE_DIR = Path(os.environ.get("EDGEGEN_CACHE", Path.home() / ".cache" / "edgegen"))
+EMA_WEIGHT = 0.1
+PRIOR_ACCEPTANCE = 0.5
+PROBE_EVERY = 16  # steps at zero masks between probes, so an estimate that fell can recover
+
+
+class CostCurve:
+    """Forward latency in seconds for S new tokens, interpolated between measured sizes."""
+
+    def __init__(self, sizes: list[int], seconds: list[float]):
+        self.sizes, self.seconds = list(sizes), list(seconds)
+
+    def __call__(self, new_tokens: int) -> float:
+        return float(np.interp(new_tokens, self.sizes, self.seconds))
+
+    @classmethod
+    def measure(cls, engine: Engine, past: int = 128, repeats: int = 3) -> "CostCurve":
+        """Median latency of forwards over a `past`-token cache; the cache is left empty afterwards."""
+        past = min(past, engine.max_context // 2)
+        sizes = [s for s in CURVE_SIZES if past + s <= engine.max_context]
+        seconds = []
+        engine.rewind(0)
+        engine.forward([1] * past, 1)
+        for size in sizes:
+            runs = []
+            for _ in range(repeats + 1):  # the first run warms up this shape
+                start = time.perf_counter()
+                engine.forward([1] * size, size)
+                runs.append(time.perf_counter() - start)
+                engine.rewind(past)
+            seconds.append(statistics.median(runs[1:]))
+        engine.rewind(0)
+        return cls(sizes, seconds)
+
+    @classmethod
+    def cached(cls, engine: Engine, threads: int | None) -> "CostCurve":
+        """The measured curve for this model, provider and thread count, measured on first use."""
+        key = f"{engine.manifest.source.get('weights_sha256', 'unknown')}-{engine.manifest.dtype}-" \
+              f"{engine.provider}-{threads or 'default'}"
+        path = CACHE_DIR / "cost_curves.json"
+        try:
+            curves = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            curves = {}
+        if key not in curves:
+            curve = cls.measure(engine)
+            curves[key] = {"sizes": curve.sizes, "seconds": curve.seconds}
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.partial")
+                partial.write_text(json.dumps(curves, indent=1))
+                partial.replace(path)
+            except OSError:
+                pass  # a read-only home only costs a re-measurement next time
+        return cls(**curves[key])
+
+
+class FixedBlock:
+    """A constant block size: block_size - 1 masks every step."""
+
+    def __init__(self, block_size: int):
+        self.masks = block_size - 1
+
+    def choose(self, fed_before_masks: int) -> int:
+        return self.masks
+
+    def observe(self, proposed: int, accepted: int) -> None:
+        pass
+
+
+class BlockPilot:
+    """Chooses the number of masks per step (0 .. max_masks) and learns acceptance as it goes."""
+
+    def __init__(self, curve: CostCurve, max_masks: int, verify: bool):
+        self.curve, self.max_masks, self.verify = curve, max_masks, verify
+        self.acceptance = np.full(max_masks, PRIOR_ACCEPTANCE)
+        self.steps_without_masks = 0
+
+    def expected_tokens(self, masks: int) -> float:
+        """1 (the exact AR token) + expected accepted mask predictions."""
+        return 1.0 + float(np.cumprod(self.acceptance[:masks]).sum())
+
+    def choose(self, fed_before_masks: int) -> int:
+        """Masks for this step. Verify mode pays for its masks twice (as masks now, as drafts next step)."""
+        def rate(masks: int) -> float:
+            new_tokens = 1 + 2 * masks if self.verify else fed_before_masks + masks
+            return self.expected_tokens(masks) / self.curve(new_tokens)
+
+        best = max(range(self.max_masks + 1), key=rate)
+        self.steps_without_masks = self.steps_without_masks + 1 if best == 0 else 0
+        if self.steps_without_masks > PROBE_EVERY:
+            self.steps_without_masks, best = 0, 1
+        return best
+
+    def observe(self, proposed: int, accepted: int) -> None:
+        """A step offered `proposed` predictions and the first `accepted` of them stood."""
+        for position in range(min(proposed, accepted + 1)):
+            outcome = 1.0 if position < accepted else 0.0
+            self.acceptance[position] += EMA_WEIGHT * (outcome - self.acceptance[position])
