@@ -7,7 +7,6 @@ writes JSON.
     python benchmarks/decode_loop.py --out benchmarks/results/decode_loop.json
 """
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -20,6 +19,7 @@ import edgegen
 from edgegen.export import export_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from common import run_to_end, save_json  # noqa: E402
 from tiny_models import save_tokenizer  # noqa: E402
 
 QWEN05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
@@ -37,13 +37,6 @@ def make_checkpoint(path: Path, layers: int) -> Path:
     torch.manual_seed(0)
     Qwen2ForCausalLM(Qwen2Config(**{**QWEN05B, "num_hidden_layers": layers})).save_pretrained(path)
     return path
-
-
-def run(model, prompt_ids, **options):
-    generation = model.start(prompt_ids, **options)
-    for _ in generation:
-        pass
-    return generation.result.stats
 
 
 def main():
@@ -70,11 +63,11 @@ def main():
                "block 8 (all accepted)": dict(block_size=8, threshold=0.0)}
     rows = []
     for name, options in configs.items():
-        run(model, prompt, max_new_tokens=8, **options)  # warm-up
+        run_to_end(model, prompt, max_new_tokens=8, **options)  # warm-up
         samples = []
         for _ in range(args.repeats):
             model.engine.rewind(0)  # measure a full prefill every time
-            samples.append(run(model, prompt, max_new_tokens=args.new_tokens, **options))
+            samples.append(run_to_end(model, prompt, max_new_tokens=args.new_tokens, **options))
         steps = [s.forwards - 1 for s in samples]
         row = {
             "mode": name,
@@ -93,12 +86,11 @@ def main():
     for r in rows:
         print(f"{r['mode']:<24}{r['ttft_ms']:>9.0f}{r['decode_tokens_per_s']:>14.1f}{r['tokens_per_forward']:>9.2f}"
               f"{r['forward_ms_per_step']:>13.2f}{r['loop_ms_per_step']:>14.3f}{r['loop_share']:>11.1%}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    save_json(args.out, {
         "model": f"Qwen2.5-0.5B shape, {args.layers} layers, random weights, {args.dtype}",
         "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads,
         "onnxruntime": onnxruntime.__version__, "machine": platform.processor() or platform.machine(),
-        "rows": rows}, indent=2))
+        "rows": rows})
     print(f"wrote {args.out}", file=sys.stderr)
 
 

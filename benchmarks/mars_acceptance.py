@@ -8,14 +8,14 @@ Agreement: the share of prompts whose output is token-for-token the AR greedy ou
 mean share of each AR output that the block output reproduces before its first difference.
 """
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
+from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json
+
 import edgegen
 
-HERE = Path(__file__).resolve().parent
 THRESHOLDS = [1.0, 0.95, 0.9, 0.8, 0.7]
 
 
@@ -23,26 +23,12 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def prompt_ids(model, row: dict) -> list[int]:
-    messages = [m for m in row["messages"] if m["role"] != "assistant"]
-    text = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-    return model.tokenizer.encode(text, add_special_tokens=False)
-
-
-def run(model, ids: list[int], **options):
-    generation = model.start(ids, **options)
-    for _ in generation:
-        pass
-    return generation.result
-
-
-def sweep(model, rows: list[dict], block_size: int, max_new_tokens: int) -> list[dict]:
-    prompts = [prompt_ids(model, row) for row in rows]
-    reference = [run(model, ids, block_size=1, max_new_tokens=max_new_tokens) for ids in prompts]
+def sweep(model, rows: list[dict], prompts: list[list[int]], block_size: int, max_new_tokens: int) -> list[dict]:
+    reference = [run_to_end(model, ids, mode="ar", max_new_tokens=max_new_tokens) for ids in prompts]
     table = []
     for threshold in THRESHOLDS:
-        results = [run(model, ids, block_size=block_size, threshold=threshold, max_new_tokens=max_new_tokens)
-                   for ids in prompts]
+        results = [run_to_end(model, ids, mode="threshold", block_size=block_size, threshold=threshold,
+                              max_new_tokens=max_new_tokens) for ids in prompts]
         per_task = {}
         for row, ar, result in zip(rows, reference, results):
             per_task.setdefault(row.get("task", "all"), []).append(result.stats.tokens_per_forward)
@@ -85,17 +71,17 @@ def plot(table: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="exported model directory (default: the bundled model)")
-    parser.add_argument("--prompts", type=Path, default=HERE / "data" / "heldout_prompts.jsonl")
+    parser.add_argument("--prompts", type=Path, default=HELDOUT_PROMPTS)
     parser.add_argument("--block-size", type=int, help="default: the model's trained block size")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "mars_acceptance.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mars_acceptance.json")
     args = parser.parse_args()
 
     model = edgegen.load(args.model, provider="cpu", threads=args.threads)
     block_size = args.block_size or model.manifest.block_size
-    rows = [json.loads(line) for line in args.prompts.open(encoding="utf-8") if line.strip()]
-    table, ar_speed = sweep(model, rows, block_size, args.max_new_tokens)
+    rows, prompts = load_prompts(model, args.prompts, args.max_new_tokens)
+    table, ar_speed = sweep(model, rows, prompts, block_size, args.max_new_tokens)
 
     print(f"{len(rows)} held-out prompts, block size {block_size}, up to {args.max_new_tokens} new tokens; "
           f"AR greedy decodes at {ar_speed:.0f} tokens/s")
@@ -103,10 +89,9 @@ def main() -> None:
     for row in table:
         print(f"{row['threshold']:>5.2f} {row['tokens_per_forward']:>15.2f} {row['identical_outputs']:>10.0%} "
               f"{row['agreement']:>10.0%} {row['decode_tokens_per_s']:>13.0f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": str(args.model or edgegen.DEFAULT_MODEL), "prompts": str(args.prompts),
-                                    "block_size": block_size, "max_new_tokens": args.max_new_tokens,
-                                    "ar_decode_tokens_per_s": ar_speed, "rows": table}, indent=2))
+    save_json(args.out, {"model": str(args.model or edgegen.DEFAULT_MODEL), "prompts": str(args.prompts),
+                         "block_size": block_size, "max_new_tokens": args.max_new_tokens,
+                         "ar_decode_tokens_per_s": ar_speed, "rows": table})
     plot(table, args.out.with_suffix(".png"), f"MARS threshold sweep, block size {block_size}")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}", file=sys.stderr)
 

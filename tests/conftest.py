@@ -1,7 +1,12 @@
-import pytest
+import os
+import tempfile
 
-from edgegen.export import export_model
-from tiny_models import save_model
+os.environ["EDGEGEN_CACHE"] = tempfile.mkdtemp(prefix="edgegen-test-cache-")  # never the user's cache
+
+import pytest  # noqa: E402
+
+from edgegen.export import export_model  # noqa: E402
+from tiny_models import save_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,33 @@
+"""What the benchmark scripts share: held-out chat prompts and running a generation to its end."""
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HELDOUT_PROMPTS = HERE / "data" / "heldout_prompts.jsonl"
+
+
+def load_prompts(model, path: Path, max_new_tokens: int) -> tuple[list[dict], list[list[int]]]:
+    """Rows of a chat JSONL and their prompt token ids (every message but the assistant's answer),
+    keeping those that leave room for max_new_tokens in the model's context."""
+    rows, ids = [], []
+    for line in path.open(encoding="utf-8"):
+        row = json.loads(line)
+        messages = [m for m in row["messages"] if m["role"] != "assistant"]
+        text = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = model.tokenizer.encode(text, add_special_tokens=False)
+        if len(prompt) + max_new_tokens <= model.max_context:
+            rows.append(row)
+            ids.append(prompt)
+    return rows, ids
+
+
+def run_to_end(model, prompt_ids: list[int], **options):
+    generation = model.start(prompt_ids, **options)
+    for _ in generation:
+        pass
+    return generation.result
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
