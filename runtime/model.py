@@ -1,7 +1,7 @@
 """The user-facing model: generate, stream and chat over one engine."""
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .decoding import DraftStats, decode_blocks, decode_verified, reuse_cached_prefix
@@ -214,7 +214,11 @@ class Model:
         return self.tokenizer.encode(prompt)
 
     def start(self, prompt_ids: list[int], on_finish=None, **options) -> Generation:
-        """A generation over token ids; checks the prompt fits before anything runs."""
+        """A generation over token ids; checks the options and that the prompt fits before anything runs."""
+        unknown = set(options) - {f.name for f in fields(GenerationOptions)}
+        if unknown:
+            raise EdgegenError(f"unknown generation option(s) {', '.join(sorted(unknown))}; the options are "
+                               f"{', '.join(f.name for f in fields(GenerationOptions))}")
         opts = GenerationOptions(**options).check(self.manifest)
         if not prompt_ids:
             raise EdgegenError("the prompt is empty; give at least one token of text")

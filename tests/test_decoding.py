@@ -165,6 +165,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(exported):
     ({"max_accept": 0}, "max_accept"),
     ({"max_new_tokens": 0}, "max_new_tokens"),
     ({"mode": "turbo"}, "mode must be one of"),
+    ({"treshold": 0.9}, "unknown generation option.*treshold"),
     ({"block_size": "fast"}, "block_size must be"),
 ])
 def test_invalid_options_are_named(mars_model, options, message):

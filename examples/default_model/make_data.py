@@ -6,9 +6,14 @@ Each function with a docstring gives up to three chat pairs:
   explain   -- "what does NAME do?" -> the docstring's first paragraph
 Modules are split by a hash of their name: held-out modules never reach training.
 
+A fourth, synthetic task teaches a regular, predictable answer format that a model this small can
+master on a CPU budget:
+  numbers   -- "Write 4821 in words." -> "four thousand eight hundred twenty-one"
+Numbers are split by their value: held-out numbers (value % 10 == 7) never reach training.
+
     python examples/default_model/make_data.py OUT_DIR
-writes OUT_DIR/train.jsonl, OUT_DIR/heldout.jsonl and OUT_DIR/corpus.jsonl (the training modules'
-sources as {"text": ...} rows, for the tokenizer and for pre-training).
+writes OUT_DIR/train.jsonl and heldout.jsonl (the code tasks), numbers.jsonl and numbers_heldout.jsonl,
+and corpus.jsonl (the training modules' sources as {"text": ...} rows, for the tokenizer and pre-training).
 """
 import ast
 import hashlib
@@ -23,6 +28,33 @@ from pathlib import Path
 
 MAX_FUNCTION_CHARS = 900
 HELDOUT_PERCENT = 10
+NUMBER_PAIRS = 40000
+ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+       "seventeen eighteen nineteen".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def words(n: int) -> str:
+    """English words for 0 <= n < 10**9."""
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("-" + ONES[n % 10] if n % 10 else "")
+    for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            rest = n % size
+            return f"{words(n // size)} {name}" + (f" {words(rest)}" if rest else "")
+    raise ValueError(n)
+
+
+def number_examples(count: int, seed: int):
+    """(split, row) pairs; numbers of every size from 0 to 999,999,999, held out by value."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        n = rng.randrange(10 ** rng.randint(1, 9))
+        question = rng.choice(["Write {} in words.", "How do you say {} in English words?", "Spell out the number {}."])
+        yield ("heldout" if n % 10 == 7 else "train"), {"task": "numbers", "messages": [
+            {"role": "user", "content": question.format(n)}, {"role": "assistant", "content": words(n)}]}
 
 
 def stdlib_files() -> list[Path]:
@@ -93,7 +125,10 @@ def main(out: Path) -> None:
             corpus.append({"text": path.read_text(encoding="utf-8", errors="ignore")})
     random.Random(0).shuffle(splits["train"])
     random.Random(1).shuffle(corpus)
-    for name, rows in {**splits, "corpus": corpus}.items():
+    numbers = {"numbers": [], "numbers_heldout": []}
+    for split, row in number_examples(NUMBER_PAIRS, seed=0):
+        numbers["numbers" if split == "train" else "numbers_heldout"].append(row)
+    for name, rows in {**splits, "corpus": corpus, **numbers}.items():
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

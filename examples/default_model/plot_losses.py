@@ -18,13 +18,14 @@ def smooth(values: list[float], window: int = 20) -> list[float]:
 
 
 def main(work: Path, out: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (stage, keys) in zip(axes, [("pretrained", ["loss"]), ("sft", ["loss"]), ("mars", ["noisy", "clean"])]):
+    stages = {"pretrained": ("1. pre-training (sources)", ["loss"]), "sft": ("2. chat SFT, code tasks", ["loss"]),
+              "sft-numbers": ("3. chat SFT, number words", ["loss"]), "mars": ("4. MARS, block 4", ["noisy", "clean"])}
+    fig, axes = plt.subplots(1, len(stages), figsize=(16, 3.6))
+    for ax, (stage, (title, keys)) in zip(axes, stages.items()):
         rows = [json.loads(line) for line in (work / stage / "train_log.jsonl").open()]
         for key in keys:
             ax.plot([r["step"] for r in rows], smooth([r[key] for r in rows]), label=key)
-        ax.set_title({"pretrained": "1. pre-training (sources)", "sft": "2. chat SFT",
-                      "mars": "3. MARS, block 4"}[stage])
+        ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy (nats)")
         ax.legend()
