@@ -10,7 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json
+from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json, tokens_per_forward
 
 import edgegen
 
@@ -28,7 +28,7 @@ def measure(model, prompts, options: dict, max_new_tokens: int) -> dict:
     seconds = [(r.stats.total_ms - r.stats.ttft_ms) / 1000 for r in results]  # after the first forward
     decode_tokens = sum(r.stats.decode_tokens_per_s * s for r, s in zip(results, seconds))
     return {"tokens": [r.token_ids for r in results],
-            "tokens_per_forward": sum(r.stats.new_tokens for r in results) / sum(r.stats.forwards for r in results),
+            "tokens_per_forward": tokens_per_forward(results),
             "decode_tokens_per_s": decode_tokens / sum(seconds),
             "drafts_accepted_share": sum(r.stats.drafts_accepted for r in results)
             / max(1, sum(r.stats.drafts_proposed for r in results))}
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="exported model directory (default: the bundled model)")
     parser.add_argument("--prompts", type=Path, default=HELDOUT_PROMPTS)
-    parser.add_argument("--limit", type=int, default=30, help="number of prompts")
+    parser.add_argument("--task", help="only the prompts of this task (the prompts file's \"task\" field)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -67,8 +67,8 @@ def main() -> None:
 
     model = edgegen.load(args.model, provider="cpu", threads=args.threads)
     fixed = model.manifest.block_size or 4
-    _, prompts = load_prompts(model, args.prompts, args.max_new_tokens)
-    prompts = prompts[::max(1, len(prompts) // args.limit)][:args.limit]
+    rows, prompts = load_prompts(model, args.prompts, args.max_new_tokens)
+    prompts = [ids for row, ids in zip(rows, prompts) if args.task in (None, row.get("task"))]
     configs = {name: {k: fixed if v == "fixed" else v for k, v in options.items()} for name, options in CONFIGS.items()}
     measure(model, prompts[:3], {"mode": "verify", "block_size": "auto"}, 8)  # warm-up and cost curve
     rounds = {name: [] for name in configs}
@@ -80,19 +80,20 @@ def main() -> None:
     rows = []
     for name, runs in rounds.items():
         speed = statistics.median(r["decode_tokens_per_s"] for r in runs)
-        rows.append({"config": name, **{k: v for k, v in configs[name].items()},
+        rows.append({"config": name, **configs[name],
                      "tokens_per_forward": runs[0]["tokens_per_forward"], "decode_tokens_per_s": speed,
                      "speedup_vs_ar": speed / ar_speed,
                      "identical_to_ar": sum(a == b for a, b in zip(runs[0]["tokens"], ar_tokens)) / len(prompts),
                      "drafts_accepted_share": runs[0]["drafts_accepted_share"]})
-    print(f"{len(prompts)} held-out prompts, up to {args.max_new_tokens} new tokens, {args.threads} threads, "
-          f"median of {args.rounds} rounds; fixed block size {fixed}")
+    print(f"{len(prompts)} held-out prompts ({args.task or 'all tasks'}), up to {args.max_new_tokens} new tokens, "
+          f"{args.threads} threads, median of {args.rounds} rounds; fixed block size {fixed}")
     print(f"{'config':<22}{'tokens/fwd':>11}{'tok/s':>9}{'vs AR':>8}{'same as AR':>12}")
     for r in rows:
         print(f"{r['config']:<22}{r['tokens_per_forward']:>11.2f}{r['decode_tokens_per_s']:>9.0f}"
               f"{r['speedup_vs_ar']:>7.2f}x{r['identical_to_ar']:>12.0%}")
-    save_json(args.out, {"model": str(args.model or edgegen.DEFAULT_MODEL), "prompts": len(prompts),
-                         "max_new_tokens": args.max_new_tokens, "rounds": args.rounds, "threads": args.threads,
+    save_json(args.out, {"model": str(args.model or edgegen.DEFAULT_MODEL), "task": args.task,
+                         "prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "rounds": args.rounds,
+                         "threads": args.threads,
                          "cost_curve": {"sizes": model.cost_curve.sizes, "seconds": model.cost_curve.seconds},
                          "rows": rows})
     plot(rows, args.out.with_suffix(".png"))

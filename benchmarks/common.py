@@ -28,6 +28,15 @@ def run_to_end(model, prompt_ids: list[int], **options):
     return generation.result
 
 
+def decoded_tokens(result) -> int:
+    """Tokens a generation decoded: its new tokens plus the end-of-sequence token, if it ended on one."""
+    return result.stats.new_tokens + (result.stop_reason == "eos")
+
+
+def tokens_per_forward(results) -> float:
+    return sum(decoded_tokens(r) for r in results) / sum(r.stats.forwards for r in results)
+
+
 def save_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")

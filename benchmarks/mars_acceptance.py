@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json
+from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json, tokens_per_forward
 
 import edgegen
 
@@ -30,16 +30,16 @@ def sweep(model, rows: list[dict], prompts: list[list[int]], block_size: int, ma
         results = [run_to_end(model, ids, mode="threshold", block_size=block_size, threshold=threshold,
                               max_new_tokens=max_new_tokens) for ids in prompts]
         per_task = {}
-        for row, ar, result in zip(rows, reference, results):
-            per_task.setdefault(row.get("task", "all"), []).append(result.stats.tokens_per_forward)
+        for row, result in zip(rows, results):
+            per_task.setdefault(row.get("task", "all"), []).append(result)
         table.append({
             "threshold": threshold,
-            "tokens_per_forward": sum(r.stats.new_tokens for r in results) / sum(r.stats.forwards for r in results),
+            "tokens_per_forward": tokens_per_forward(results),
             "identical_outputs": sum(r.token_ids == a.token_ids for r, a in zip(results, reference)) / len(rows),
             "agreement": statistics.mean(common_prefix(r.token_ids, a.token_ids) / max(1, len(a.token_ids))
                                          for r, a in zip(results, reference)),
             "decode_tokens_per_s": statistics.median(r.stats.decode_tokens_per_s for r in results),
-            "tokens_per_forward_by_task": {task: statistics.mean(v) for task, v in sorted(per_task.items())},
+            "tokens_per_forward_by_task": {task: tokens_per_forward(v) for task, v in sorted(per_task.items())},
         })
     ar_speed = statistics.median(r.stats.decode_tokens_per_s for r in reference)
     return table, ar_speed

@@ -14,4 +14,7 @@ __all__ = ["DEFAULT_MODEL", "Chat", "EdgegenError", "Generation", "GenerationOpt
 def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,
          threads: int | None = None) -> Model:
     """Load an exported model directory; with no path, the bundled default model."""
+    if path is None and not (DEFAULT_MODEL / "edgegen.json").is_file():
+        raise EdgegenError(f"the bundled default model is missing from this installation ({DEFAULT_MODEL}); "
+                           "reinstall edgegen, or pass the directory of a model made with `edgegen export`")
     return load_model(path or DEFAULT_MODEL, provider, max_context, threads)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild edgegen's bundled default model from Python's standard library and synthetic number-words
-# pairs (about 75 minutes on 2 CPU cores; see MODEL_CARD.md).
+# pairs (about 50 minutes on 2 CPU cores; see MODEL_CARD.md).
 #   bash examples/default_model/build.sh WORK_DIR
 set -euo pipefail
 work=${1:-/tmp/edgegen-default-model}
