@@ -5,12 +5,11 @@
 Every configuration decodes the same held-out prompts; configurations alternate across rounds so
 that machine noise spreads evenly. Prints one table, writes JSON and a PNG bar chart.
 """
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
-from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json, tokens_per_forward
+from common import benchmark_arguments, load_prompts, run_to_end, save_json, tokens_per_forward
 
 import edgegen
 
@@ -55,14 +54,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="exported model directory (default: the bundled model)")
-    parser.add_argument("--prompts", type=Path, default=HELDOUT_PROMPTS)
+    parser = benchmark_arguments(__doc__.splitlines()[0], "block_modes")
     parser.add_argument("--task", help="only the prompts of this task (the prompts file's \"task\" field)")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "block_modes.json")
     args = parser.parse_args()
 
     model = edgegen.load(args.model, provider="cpu", threads=args.threads)

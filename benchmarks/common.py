@@ -1,9 +1,21 @@
 """What the benchmark scripts share: held-out chat prompts and running a generation to its end."""
+import argparse
 import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HELDOUT_PROMPTS = HERE / "data" / "heldout_prompts.jsonl"
+
+
+def benchmark_arguments(description: str, results_name: str) -> argparse.ArgumentParser:
+    """The options every held-out-prompt benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", type=Path, help="exported model directory (default: the bundled model)")
+    parser.add_argument("--prompts", type=Path, default=HELDOUT_PROMPTS)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / f"{results_name}.json")
+    return parser
 
 
 def load_prompts(model, path: Path, max_new_tokens: int) -> tuple[list[dict], list[list[int]]]:

@@ -7,12 +7,11 @@ Prints a table, writes JSON and a PNG plot (tokens/forward and agreement against
 Agreement: the share of prompts whose output is token-for-token the AR greedy output, and the
 mean share of each AR output that the block output reproduces before its first difference.
 """
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
-from common import HELDOUT_PROMPTS, load_prompts, run_to_end, save_json, tokens_per_forward
+from common import benchmark_arguments, load_prompts, run_to_end, save_json, tokens_per_forward
 
 import edgegen
 
@@ -69,13 +68,8 @@ def plot(table: list[dict], path: Path, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="exported model directory (default: the bundled model)")
-    parser.add_argument("--prompts", type=Path, default=HELDOUT_PROMPTS)
+    parser = benchmark_arguments(__doc__.splitlines()[0], "mars_acceptance")
     parser.add_argument("--block-size", type=int, help="default: the model's trained block size")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mars_acceptance.json")
     args = parser.parse_args()
 
     model = edgegen.load(args.model, provider="cpu", threads=args.threads)
