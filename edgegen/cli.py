@@ -20,6 +20,8 @@ def add_export(commands) -> None:
     p.add_argument("--block-size", type=int, help="MARS block size the model was trained with "
                                                   "(default: read from the config or the model name)")
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
+    p.add_argument("--latent-inputs", action="store_true",
+                   help="let the graph take latent vectors in place of token embeddings (latent-memory RAG)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the final comparison against transformers")
     p.set_defaults(run=run_export)
@@ -29,7 +31,7 @@ def run_export(args) -> int:
     from .export import export_model
 
     manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
-                            args.verify)
+                            args.verify, latent_inputs=args.latent_inputs)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
     print(f"exported to {args.out} ({manifest.dtype}, max context {manifest.max_context}, {mode})", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ from ..runtime.manifest import MANIFEST_NAME, Manifest
 from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, Weights, read_json, read_model_spec, \
     require_file
 from .errors import ExportError
-from .graph import build_decoder
+from .graph import LATENT_EMBEDS, LATENT_MASK, build_decoder
 from .verify import compare_with_transformers
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (protobuf files stop at 2 GiB)
@@ -102,7 +102,7 @@ def save_graph(model: onnx.ModelProto, path: Path) -> None:
 
 def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | None = None,
                  block_size: int | None = None, force: bool = False, verify: bool = True,
-                 quiet: bool = False) -> Manifest:
+                 quiet: bool = False, latent_inputs: bool = False) -> Manifest:
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise ExportError(f"checkpoint directory {src} does not exist")
@@ -121,7 +121,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     try:
         progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
                        f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
-        model = build_decoder(spec, weights, dtype, max_context)
+        model = build_decoder(spec, weights, dtype, max_context, latent_inputs)
         progress.stage(f"built {dtype} graph: {len(model.graph.node)} nodes")
         save_graph(model, staging / "model.onnx")
         del model
@@ -129,6 +129,8 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
             if (src / name).is_file():
                 shutil.copy2(src / name, staging / name)
         manifest = make_manifest(src, spec, weights, dtype, max_context)
+        if latent_inputs:
+            manifest.graph.latent_embeds, manifest.graph.latent_mask = LATENT_EMBEDS, LATENT_MASK
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
         if verify:
             manifest.verification = compare_with_transformers(src, staging, manifest, spec)

@@ -20,6 +20,7 @@ INPUT_IDS, POSITION_IDS, ATTENTION_MASK = NAMES.input_ids, NAMES.position_ids, N
 LOGITS_TO_KEEP, LOGITS = NAMES.logits_to_keep, NAMES.logits
 PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE = NAMES.past_key, NAMES.past_value, NAMES.present_key, \
     NAMES.present_value
+LATENT_EMBEDS, LATENT_MASK = "latent_embeds", "latent_mask"
 
 
 def rope_inv_freq(spec: ModelSpec) -> np.ndarray:
@@ -76,7 +77,10 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefixes: list[str], bias:
     return y
 
 
-def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int) -> onnx.ModelProto:
+def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int,
+                  latent_inputs: bool = False) -> onnx.ModelProto:
+    """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
+    embedding from `latent_embeds` instead of the embedding table (latent-memory RAG)."""
     g = GraphBuilder(dtype)
     eps = spec.rms_norm_eps
     n, kv, d = spec.num_heads, spec.num_kv_heads, spec.head_dim
@@ -91,6 +95,9 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
 
     embed = g.weight("model.embed_tokens.weight", weights.get("model.embed_tokens.weight"))
     residual = g.op("Gather", [embed, INPUT_IDS])
+    if latent_inputs:
+        flags = g.op("Unsqueeze", [LATENT_MASK, g.const([-1])])
+        residual = g.op("Where", [flags, LATENT_EMBEDS, residual])
     x = g.op("SimplifiedLayerNormalization", [residual, g.weight(
         "model.layers.0.input_layernorm.weight", weights.get("model.layers.0.input_layernorm.weight"))],
         epsilon=eps, axis=-1)
@@ -126,6 +133,10 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
               helper.make_tensor_value_info(POSITION_IDS, TensorProto.INT64, ["batch", "sequence_length"]),
               helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "total_sequence_length"]),
               helper.make_tensor_value_info(LOGITS_TO_KEEP, TensorProto.INT64, [])]
+    if latent_inputs:
+        inputs += [helper.make_tensor_value_info(LATENT_EMBEDS, g.onnx_dtype, ["batch", "sequence_length",
+                                                                               spec.hidden_size]),
+                   helper.make_tensor_value_info(LATENT_MASK, TensorProto.BOOL, ["batch", "sequence_length"])]
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "logits_to_keep", spec.vocab_size])]
     for i in range(spec.num_layers):
         inputs += [helper.make_tensor_value_info(name % i, kv_type, past_shape) for name in (PAST_KEY, PAST_VALUE)]

@@ -4,6 +4,7 @@ The graph's past and present KV are bound to the same buffer, so a forward write
 tokens' KV in place; rewinding (dropping mask-token KV, reusing a chat prefix) only shortens
 the list of cached tokens.
 """
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,21 @@ KV_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 class ContextFull(EdgegenError):
     pass
+
+
+class Latent:
+    """A vector that takes one prompt position in place of a token's embedding (latent-memory RAG).
+    Latents compare equal when their vectors are byte-identical, so cached prefixes still match."""
+
+    def __init__(self, vector: np.ndarray):
+        self.vector = np.ascontiguousarray(vector, np.float32).reshape(-1)
+        self.key = hashlib.sha1(self.vector.tobytes()).hexdigest()
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Latent) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 def select_provider(name: str) -> str:
@@ -56,7 +72,7 @@ class Engine:
         self.binding = self.session.io_binding()
         self.binding.bind_output(manifest.graph.logits, "cpu")  # output 0, rebound per run to take any shape
         self.kv_cache = self._bind_kv_cache()
-        self.tokens: list[int] = []  # the tokens whose KV is in the cache, in order
+        self.tokens: list = []  # the token ids (and Latents) whose KV is in the cache, in order
         self._ones = np.ones((1, self.max_context), np.int64)
         self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
         self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
@@ -73,12 +89,14 @@ class Engine:
                 cache.append(buffer)
         return cache
 
-    def forward(self, token_ids: list[int], logits_to_keep: int) -> np.ndarray:
-        """Append tokens to the cache; return the logits of the last `logits_to_keep` of them, [keep, vocab]."""
-        past, new = len(self.tokens), len(token_ids)
+    def forward(self, items: list, logits_to_keep: int) -> np.ndarray:
+        """Append token ids (and Latents, on a graph exported with latent inputs) to the cache; return
+        the logits of the last `logits_to_keep` of them, [keep, vocab]."""
+        past, new = len(self.tokens), len(items)
         if past + new > self.max_context:
             raise ContextFull(f"{past + new} tokens do not fit in max_context {self.max_context}")
         names = self.manifest.graph
+        token_ids = self._bind_latents(items) if names.latent_embeds else items
         self.binding.bind_cpu_input(names.input_ids, np.array([token_ids], np.int64))
         self.binding.bind_cpu_input(names.position_ids, self._positions[:, past:past + new])
         self.binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
@@ -87,8 +105,18 @@ class Engine:
         start = time.perf_counter()
         self.session.run_with_iobinding(self.binding)
         self.forward_seconds += time.perf_counter() - start
-        self.tokens.extend(token_ids)
+        self.tokens.extend(items)
         return self.binding.get_outputs()[0].numpy()[0]
+
+    def _bind_latents(self, items: list) -> list[int]:
+        """Bind latent_embeds/latent_mask for this step; latent positions get a placeholder token id."""
+        is_latent = np.array([[isinstance(item, Latent) for item in items]])
+        embeds = np.zeros((1, len(items), self.manifest.hidden_size), KV_DTYPES[self.manifest.dtype])
+        for position in np.flatnonzero(is_latent[0]):
+            embeds[0, position] = items[position].vector
+        self.binding.bind_cpu_input(self.manifest.graph.latent_embeds, embeds)
+        self.binding.bind_cpu_input(self.manifest.graph.latent_mask, is_latent)
+        return [0 if isinstance(item, Latent) else item for item in items]
 
     def rewind(self, length: int) -> None:
         """Forget every cached token from `length` on; their KV rows are simply overwritten later."""

@@ -22,6 +22,8 @@ class GraphInterface:
     past_value: str = "past_key_values.%d.value"
     present_key: str = "present.%d.key"
     present_value: str = "present.%d.value"
+    latent_embeds: str | None = None  # with latent inputs: [batch, seq, hidden] vectors replacing embeddings
+    latent_mask: str | None = None  # [batch, seq] bool, True where latent_embeds is used
     kv_layout: str = "BNSH"
     kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .decoding import DraftStats, decode_blocks, decode_verified, reuse_cached_prefix
-from .engine import Engine
+from .engine import Engine, Latent
 from .errors import EdgegenError
 from .manifest import Manifest
 from .pilot import BlockPilot, CostCurve, FixedBlock
@@ -213,7 +213,7 @@ class Model:
             return self.tokenizer.encode(text, add_special_tokens=False)
         return self.tokenizer.encode(prompt)
 
-    def start(self, prompt_ids: list[int], on_finish=None, **options) -> Generation:
+    def start(self, prompt_ids: list, on_finish=None, **options) -> Generation:
         """A generation over token ids; checks the options and that the prompt fits before anything runs."""
         unknown = set(options) - {f.name for f in fields(GenerationOptions)}
         if unknown:
@@ -222,6 +222,12 @@ class Model:
         opts = GenerationOptions(**options).check(self.manifest)
         if not prompt_ids:
             raise EdgegenError("the prompt is empty; give at least one token of text")
+        latents = [item for item in prompt_ids if isinstance(item, Latent)]
+        if latents and not self.manifest.graph.latent_embeds:
+            raise EdgegenError("this model's graph takes no latent vectors; re-export it with "
+                               "`edgegen export --latent-inputs`")
+        if any(latent.vector.size != self.manifest.hidden_size for latent in latents):
+            raise EdgegenError(f"latent vectors must have the generator's hidden size {self.manifest.hidden_size}")
         if len(prompt_ids) >= self.max_context:
             raise EdgegenError(f"the prompt has {len(prompt_ids)} tokens but max_context is {self.max_context}, "
                                "leaving no room to generate; shorten the prompt or load the model with a larger "
