@@ -77,37 +77,28 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefixes: list[str], bias:
     return y
 
 
-def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int,
-                  latent_inputs: bool = False) -> onnx.ModelProto:
-    """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
-    embedding from `latent_embeds` instead of the embedding table (latent-memory RAG)."""
-    g = GraphBuilder(dtype)
+def rope_caches(g: GraphBuilder, spec: ModelSpec, length: int) -> tuple[str, str]:
+    freqs = np.outer(np.arange(length, dtype=np.float32), rope_inv_freq(spec))
+    return g.weight("rope_cos", np.cos(freqs)), g.weight("rope_sin", np.sin(freqs))
+
+
+def transformer(g: GraphBuilder, spec: ModelSpec, weights, embeds: str, seqlens_k: str, total_len: str,
+                positions: str, rope: tuple[str, str], kv_cache: bool) -> str:
+    """The decoder layers and final norm over input embeddings; returns the normed hidden states.
+    With kv_cache, each layer reads and writes the graph's past/present KV tensors."""
     eps = spec.rms_norm_eps
-    n, kv, d = spec.num_heads, spec.num_kv_heads, spec.head_dim
-
-    # GroupQueryAttention reads lengths, not a mask: seqlens_k = total - 1, total = mask width
-    seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [ATTENTION_MASK, g.const([1])], keepdims=0),
-                                           g.const(1)])], to=TensorProto.INT32)
-    total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
-                     to=TensorProto.INT32)
-    freqs = np.outer(np.arange(max_context, dtype=np.float32), rope_inv_freq(spec))
-    cos, sin = g.weight("rope_cos", np.cos(freqs)), g.weight("rope_sin", np.sin(freqs))
-
-    embed = g.weight("model.embed_tokens.weight", weights.get("model.embed_tokens.weight"))
-    residual = g.op("Gather", [embed, INPUT_IDS])
-    if latent_inputs:
-        flags = g.op("Unsqueeze", [LATENT_MASK, g.const([-1])])
-        residual = g.op("Where", [flags, LATENT_EMBEDS, residual])
+    residual = embeds
     x = g.op("SimplifiedLayerNormalization", [residual, g.weight(
         "model.layers.0.input_layernorm.weight", weights.get("model.layers.0.input_layernorm.weight"))],
         epsilon=eps, axis=-1)
     for i in range(spec.num_layers):
         p = f"model.layers.{i}"
         qkv = linear(g, x, weights, [f"{p}.self_attn.{t}_proj" for t in "qkv"], spec.qkv_bias)
-        attn = g.op("GroupQueryAttention",
-                    [qkv, "", "", PAST_KEY % i, PAST_VALUE % i, seqlens_k, total_len, cos, sin, POSITION_IDS],
-                    [f"{p}.attn_out", PRESENT_KEY % i, PRESENT_VALUE % i], domain="com.microsoft",
-                    num_heads=n, kv_num_heads=kv, do_rotary=1, rotary_interleaved=0)[0]
+        past = [PAST_KEY % i, PAST_VALUE % i] if kv_cache else ["", ""]
+        present = [PRESENT_KEY % i, PRESENT_VALUE % i] if kv_cache else [f"{p}.key", f"{p}.value"]
+        attn = g.op("GroupQueryAttention", [qkv, "", "", *past, seqlens_k, total_len, *rope, positions],
+                    [f"{p}.attn_out", *present], domain="com.microsoft", num_heads=spec.num_heads,
+                    kv_num_heads=spec.num_kv_heads, do_rotary=1, rotary_interleaved=0)[0]
         attn = linear(g, attn, weights, [f"{p}.self_attn.o_proj"], spec.o_bias)
         x, residual = skip_norm(g, attn, residual, weights.get(f"{p}.post_attention_layernorm.weight"),
                                 f"{p}.post_attention_layernorm.weight", eps)
@@ -117,6 +108,35 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
                      [f"{p}.mlp.down_proj"], spec.mlp_bias)
         next_norm = f"model.layers.{i + 1}.input_layernorm.weight" if i + 1 < spec.num_layers else "model.norm.weight"
         x, residual = skip_norm(g, mlp, residual, weights.get(next_norm), next_norm, eps)
+    return x
+
+
+def finish_model(g: GraphBuilder, name: str, inputs: list, outputs: list) -> onnx.ModelProto:
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, g.initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                   helper.make_opsetid("com.microsoft", 1)],
+                             producer_name="edgegen", ir_version=IR_VERSION)
+
+
+def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int,
+                  latent_inputs: bool = False) -> onnx.ModelProto:
+    """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
+    embedding from `latent_embeds` instead of the embedding table (latent-memory RAG)."""
+    g = GraphBuilder(dtype)
+    kv, d = spec.num_kv_heads, spec.head_dim
+
+    # GroupQueryAttention reads lengths, not a mask: seqlens_k = total - 1, total = mask width
+    seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [ATTENTION_MASK, g.const([1])], keepdims=0),
+                                           g.const(1)])], to=TensorProto.INT32)
+    total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
+                     to=TensorProto.INT32)
+    embed = g.weight("model.embed_tokens.weight", weights.get("model.embed_tokens.weight"))
+    embeds = g.op("Gather", [embed, INPUT_IDS])
+    if latent_inputs:
+        flags = g.op("Unsqueeze", [LATENT_MASK, g.const([-1])])
+        embeds = g.op("Where", [flags, LATENT_EMBEDS, embeds])
+    x = transformer(g, spec, weights, embeds, seqlens_k, total_len, POSITION_IDS, rope_caches(g, spec, max_context),
+                    kv_cache=True)
 
     # only the last `logits_to_keep` positions reach the LM head: prefill needs one row, a block step a few
     start = g.op("Neg", [g.op("Reshape", [LOGITS_TO_KEEP, g.const([1])])])
@@ -142,10 +162,7 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
         inputs += [helper.make_tensor_value_info(name % i, kv_type, past_shape) for name in (PAST_KEY, PAST_VALUE)]
         outputs += [helper.make_tensor_value_info(name % i, kv_type, ["batch", kv, "present_sequence_length", d])
                     for name in (PRESENT_KEY, PRESENT_VALUE)]
-    graph = helper.make_graph(g.nodes, "edgegen_decoder", inputs, outputs, g.initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
-                                                   helper.make_opsetid("com.microsoft", 1)],
-                             producer_name="edgegen", ir_version=IR_VERSION)
+    return finish_model(g, "edgegen_decoder", inputs, outputs)
 
 
 def skip_norm(g: GraphBuilder, x: str, residual: str, gamma: np.ndarray, name: str, eps: float):
