@@ -37,6 +37,30 @@ def run_export(args) -> int:
     return 0
 
 
+def add_export_memory(commands) -> None:
+    p = commands.add_parser("export-memory", help="convert a latent-memory compressor to ONNX",
+                            description="Export a latent-memory compressor (base LM + LoRA compress/query + heads) "
+                                        "to compress.onnx and query.onnx.")
+    p.add_argument("src", type=Path, help="directory with memory.safetensors (or the reference's .pt) and base/")
+    p.add_argument("out", type=Path)
+    p.add_argument("--base", type=Path, help="the base compressor checkpoint (default: SRC/base)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pt pickle, which can run code")
+    p.add_argument("--lora-scale", type=float, help="LoRA alpha / rank (default: from the config, else 2.0)")
+    p.add_argument("--max-evidence-tokens", type=int, default=128)
+    p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier compressor export")
+    p.set_defaults(run=run_export_memory)
+
+
+def run_export_memory(args) -> int:
+    from .export.memory import export_memory
+
+    info = export_memory(args.src, args.out, args.base, args.trust_pickle, args.lora_scale,
+                         args.max_evidence_tokens, args.force)
+    print(f"exported compressor to {args.out} (retrieval {info['retrieval_dim']}-d, generator latents "
+          f"{info['generator_hidden']}-d)", file=sys.stderr)
+    return 0
+
+
 def add_model_options(p) -> None:
     p.add_argument("model", type=Path, nargs="?", help="exported model directory (default: the bundled model)")
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
@@ -142,6 +166,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="edgegen", description="On-device LLM inference with MARS block decoding.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_export(commands)
+    add_export_memory(commands)
     add_generate(commands)
     add_chat(commands)
     add_train(commands)

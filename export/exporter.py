@@ -68,15 +68,16 @@ def special_token_ids(src: Path, tokenizer: Tokenizer) -> dict:
     }
 
 
-def prepare_output(out: Path, src: Path, force: bool) -> Path:
-    """Refuse to clobber anything but an earlier export; return a fresh staging directory beside OUT."""
+def prepare_output(out: Path, src: Path, force: bool, marker: str = MANIFEST_NAME) -> Path:
+    """Refuse to clobber anything but an earlier export (a directory holding `marker`); return a fresh
+    staging directory beside OUT."""
     out, src = out.resolve(), src.resolve()
     if out == src or src in out.parents or out in src.parents:
         raise ExportError(f"output {out} overlaps the checkpoint {src}; choose an output directory elsewhere")
     if out.exists():
         if not force:
             raise ExportError(f"output {out} already exists; pass --force to replace it, or choose another directory")
-        if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file()):
+        if not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file()):
             raise ExportError(f"output {out} exists and is not an edgegen model directory; --force only replaces "
                               "earlier exports, so choose another directory")
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -51,7 +51,8 @@ class GraphBuilder:
         self.count = 0
 
     def weight(self, name: str, array: np.ndarray, dtype=None) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype or self.np_dtype), name))
+        array = np.array(array, dtype=dtype or self.np_dtype, order="C")  # keeps 0-d scalars 0-d
+        self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def const(self, values, dtype=np.int64) -> str:

@@ -51,6 +51,16 @@ def select_provider(name: str) -> str:
     return provider
 
 
+def make_session(path: Path, provider: str, threads: int | None) -> ort.InferenceSession:
+    if not path.is_file():
+        raise EdgegenError(f"missing file {path}; re-export the model")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(os.fspath(path), options, providers=[provider])
+
+
 class Engine:
     def __init__(self, model_dir: Path, manifest: Manifest, provider: str = "auto",
                  max_context: int | None = None, threads: int | None = None):
@@ -60,14 +70,7 @@ class Engine:
             raise EdgegenError(f"max_context {self.max_context} is outside 1..{manifest.max_context}, the range this "
                                "model was exported for; re-export with a larger --max-context to go beyond it")
         self.provider = select_provider(provider)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        graph_path = Path(model_dir) / manifest.graph.file
-        if not graph_path.is_file():
-            raise EdgegenError(f"missing file {graph_path}; re-export the model")
-        self.session = ort.InferenceSession(os.fspath(graph_path), options, providers=[self.provider])
+        self.session = make_session(Path(model_dir) / manifest.graph.file, self.provider, threads)
         self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda"
         self.binding = self.session.io_binding()
         self.binding.bind_output(manifest.graph.logits, "cpu")  # output 0, rebound per run to take any shape

@@ -1,0 +1,45 @@
+"""The latent-memory compressor on the device: evidence -> (retrieval vector, generator latent), query -> vector."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .engine import make_session, select_provider
+from .errors import EdgegenError
+from .tokenizer import Tokenizer
+
+MEMORY_MANIFEST = "memory.json"
+
+
+class Compressor:
+    def __init__(self, path: str | Path, provider: str = "auto", threads: int | None = None):
+        self.path = Path(path)
+        manifest = self.path / MEMORY_MANIFEST
+        if not manifest.is_file():
+            raise EdgegenError(f"{self.path} is not a compressor directory (no {MEMORY_MANIFEST}); create one with "
+                               "`edgegen export-memory`")
+        self.info = json.loads(manifest.read_text())
+        provider = select_provider(provider)
+        self.compress = make_session(self.path / "compress.onnx", provider, threads)
+        self.query = make_session(self.path / "query.onnx", provider, threads)
+        self.tokenizer = Tokenizer(self.path)
+
+    @property
+    def identity(self) -> dict:
+        """What a latent store records to refuse vectors from another compressor."""
+        return {"checksum": self.info["checksum"], "retrieval_dim": self.info["retrieval_dim"],
+                "generator_hidden": self.info["generator_hidden"]}
+
+    def _ids(self, text: str) -> np.ndarray:
+        """Raw text with the tokenizer's own special tokens, cut to the trained evidence length."""
+        ids = self.tokenizer.encode(text, add_special_tokens=True)[:self.info["max_evidence_tokens"]]
+        return np.array([ids], np.int64)
+
+    def embed_evidence(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Retrieval vectors [N, R] (unit length) and generator latents [N, G], one item at a time:
+        padding a batch would move the [MEM] position and change the latents."""
+        rows = [self.compress.run(["retrieval", "projected"], {"input_ids": self._ids(t)}) for t in texts]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.query.run(["retrieval"], {"input_ids": self._ids(text)})[0][0]
