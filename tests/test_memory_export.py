@@ -38,8 +38,9 @@ def reference_state(hidden: int, layers: int, seed: int = 0) -> dict:
         "mem_embedding": rand(1, hidden, scale=0.5),
         "retrieval_proj": {"0.weight": rand(RETRIEVAL, hidden), "0.bias": rand(RETRIEVAL),
                            "1.weight": 1 + rand(RETRIEVAL), "1.bias": rand(RETRIEVAL)},
-        "cross_proj": {"net.0.weight": rand(mid, hidden), "net.0.bias": rand(mid), "net.2.weight": rand(GENERATOR, mid),
-                       "net.2.bias": rand(GENERATOR), "net.3.weight": 1 + rand(GENERATOR), "net.3.bias": rand(GENERATOR)},
+        "cross_proj": {"net.0.weight": rand(mid, hidden), "net.0.bias": rand(mid),
+                       "net.2.weight": rand(GENERATOR, mid), "net.2.bias": rand(GENERATOR),
+                       "net.3.weight": 1 + rand(GENERATOR), "net.3.bias": rand(GENERATOR)},
         "lora_compress": lora["compress"], "lora_query": lora["query"],
         "config": {"retrieval_dim": RETRIEVAL, "hidden_size": hidden, "generator_hidden": GENERATOR},
     }
