@@ -3,12 +3,15 @@ from pathlib import Path
 
 from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, Result, Stats
 from .runtime import load as load_model
+from .runtime.compressor import Compressor
+from .runtime.memory import LatentStore
+from .runtime.rag import RagAnswer, rag
 
 __version__ = "0.1.0"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"  # the small MARS model shipped with edgegen
 
-__all__ = ["DEFAULT_MODEL", "Chat", "EdgegenError", "Generation", "GenerationOptions", "Model", "Result", "Stats",
-           "load"]
+__all__ = ["DEFAULT_MODEL", "Chat", "Compressor", "EdgegenError", "Generation", "GenerationOptions", "LatentStore",
+           "Model", "RagAnswer", "Result", "Stats", "load", "rag"]
 
 
 def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,

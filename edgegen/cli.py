@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import load
 from .chat import run_chat
+from .rag_cli import add_rag
 from .runtime import EdgegenError
 from .train.cli import add_train
 
@@ -169,6 +170,7 @@ def main(argv=None) -> int:
     add_export_memory(commands)
     add_generate(commands)
     add_chat(commands)
+    add_rag(commands, add_decoding_options, decoding_options)
     add_train(commands)
     args = parser.parse_args(argv)
     try:

@@ -74,6 +74,17 @@ class LatentStore:
         self._load_snapshot()
 
     @classmethod
+    def for_compressor(cls, path: str | Path, compressor) -> "LatentStore":
+        """Open (or create) a store for writing the vectors of this compressor."""
+        info = compressor.info
+        store = cls.open(path, writable=True, retrieval_dim=info["retrieval_dim"],
+                         latent_dim=info["generator_hidden"], compressor=compressor.identity)
+        if "compressor_path" not in store.info:  # where `edgegen rag ask` finds the query graph later
+            store.info["compressor_path"] = str(compressor.path.resolve())
+            write_atomically(store.path / "store.json", json.dumps(store.info, indent=2).encode())
+        return store
+
+    @classmethod
     def open(cls, path: str | Path, writable: bool = False, retrieval_dim: int | None = None,
              latent_dim: int | None = None, compressor: dict | None = None) -> "LatentStore":
         """Open a store; a writable open creates it when missing (sizes and compressor needed then)
@@ -195,6 +206,28 @@ class LatentStore:
         self.row_of.update((r.id, len(self.records) + i) for i, r in enumerate(records))
         self.records += records
         self.live = np.concatenate([self.live, np.ones(len(records), bool)])
+
+    def add(self, items: list[dict], compressor, keep_text: bool = False, batch_size: int = 32,
+            progress=None) -> list[str]:
+        """Compress items ({"text", optional "id", "source", "metadata"}) and append them, one atomic
+        commit per batch; items whose id is already stored are skipped, so an interrupted add resumes.
+        Returns the ids added."""
+        if compressor.identity != self.info["compressor"]:
+            raise EdgegenError(f"{self.path} holds vectors of another compressor ({self.info['compressor']}); "
+                               "use a new store for this one")
+        unique = {}
+        for item in items:  # the default id is the text's hash, so repeated texts are stored once
+            unique.setdefault(item.get("id") or text_hash(item["text"])[:16], item)
+        todo = [dict(item, id=item_id) for item_id, item in unique.items() if item_id not in self.row_of]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            retrieval, latents = compressor.embed_evidence([item["text"] for item in batch])
+            self.append([Record(id=item["id"], source=item.get("source", ""), text_sha256=text_hash(item["text"]),
+                                text=item["text"] if keep_text else None, metadata=item.get("metadata", {}))
+                         for item in batch], retrieval, latents)
+            if progress:
+                progress(min(start + batch_size, len(todo)), len(todo))
+        return [item["id"] for item in todo]
 
     def delete(self, ids: list[str]) -> int:
         """Delete items by id (unknown ids are ignored); returns how many were deleted."""

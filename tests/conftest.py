@@ -33,3 +33,13 @@ def mars_model(exported):
     from edgegen import load
 
     return load(exported["mars"], provider="cpu", max_context=256)
+
+
+@pytest.fixture(scope="session")
+def latent_model(checkpoints, tmp_path_factory):
+    """The tiny MARS model exported with latent inputs (a latent-RAG generator)."""
+    from edgegen import load
+
+    out = tmp_path_factory.mktemp("latent") / "model"
+    export_model(checkpoints["mars"], out, latent_inputs=True, quiet=True)
+    return load(out, provider="cpu", max_context=256)

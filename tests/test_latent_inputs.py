@@ -4,18 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgegen import EdgegenError, load
-from edgegen.export import export_model
+from edgegen import EdgegenError
 from edgegen.export.checkpoint import read_model_spec
 from edgegen.export.verify import load_reference
 from edgegen.runtime.engine import Latent
-
-
-@pytest.fixture(scope="module")
-def latent_model(checkpoints, tmp_path_factory):
-    out = tmp_path_factory.mktemp("latent") / "model"
-    export_model(checkpoints["mars"], out, latent_inputs=True, quiet=True)
-    return load(out, provider="cpu", max_context=128)
 
 
 @pytest.fixture(scope="module")

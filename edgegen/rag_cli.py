@@ -1,0 +1,129 @@
+"""`edgegen rag index|ask|ls|rm|stats`: latent-memory question answering from the terminal."""
+import json
+import re
+import sys
+from pathlib import Path
+
+from .runtime import EdgegenError
+from .runtime.compressor import Compressor
+from .runtime.memory import LatentStore
+from .runtime.rag import rag
+
+MAX_ITEM_CHARS = 600  # longer paragraphs are split into sentences (the compressor reads 128 tokens)
+
+
+def evidence_items(path: Path) -> list[dict]:
+    """Paragraphs (blank-line separated) of a UTF-8 text file; long ones become runs of sentences."""
+    items = []
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")) if p.strip()]
+    for number, paragraph in enumerate(paragraphs, 1):
+        pieces = [paragraph] if len(paragraph) <= MAX_ITEM_CHARS else \
+            [s for s in re.split(r"(?<=[.!?])\s+", paragraph) if s.strip()]
+        for part, text in enumerate(pieces, 1):
+            suffix = f".{part}" if len(pieces) > 1 else ""
+            items.append({"text": " ".join(text.split()), "source": f"{path}#p{number}{suffix}"})
+    return items
+
+
+def files_under(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".rst"))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise EdgegenError(f"missing file {path}")
+    return found
+
+
+def run_index(args) -> int:
+    compressor = Compressor(args.compressor, provider=args.provider)
+    items = [item for path in files_under(args.files) for item in evidence_items(path)]
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rindexed {done}/{total} new items", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    with LatentStore.for_compressor(args.store, compressor) as store:
+        added = store.add(items, compressor, keep_text=args.keep_text, batch_size=args.batch_size,
+                          progress=progress)
+        print(f"{len(added)} added, {len(items) - len(added)} already there; {len(store)} items in {args.store}",
+              file=sys.stderr)
+    return 0
+
+
+def run_ask(args, generator_options: dict) -> int:
+    from . import load
+
+    store = LatentStore.open(args.store)
+    compressor = args.compressor or store.info.get("compressor_path")
+    if not compressor:
+        raise EdgegenError("the store does not say where its compressor is; pass --compressor DIR")
+    generator = load(args.generator, provider=args.provider)
+    answer = rag(args.question, store, generator, Compressor(compressor, provider=args.provider), k=args.k,
+                 as_text=args.as_text, **generator_options)
+    sources = [{"id": h.record.id, "source": h.record.source, "score": h.score, "text": h.record.text}
+               for h in answer.hits]
+    if args.json:
+        print(json.dumps({"answer": answer.text, "sources": sources, "prompt_tokens": answer.prompt_tokens,
+                          "context_tokens": answer.context_tokens, "stop_reason": answer.result.stop_reason}))
+        return 0
+    print(answer.text)
+    if args.show_sources:
+        for i, source in enumerate(sources, 1):
+            print(f"  [{i}] {source['score']:.3f} {source['source']} {source['text'] or ''}".rstrip())
+    print(f"[{answer.prompt_tokens} prompt tokens, {answer.context_tokens} for {len(sources)} items]", file=sys.stderr)
+    return 0
+
+
+def run_ls(args) -> int:
+    store = LatentStore.open(args.store)
+    for record, live in zip(store.records, store.live):
+        if live:
+            print(f"{record.id}\t{record.source}\t{(record.text or '')[:80]}")
+    return 0
+
+
+def run_rm(args) -> int:
+    with LatentStore.open(args.store, writable=True) as store:
+        print(f"deleted {store.delete(args.ids)} of {len(args.ids)}", file=sys.stderr)
+    return 0
+
+
+def run_stats(args) -> int:
+    print(json.dumps(LatentStore.open(args.store).stats(), indent=2))
+    return 0
+
+
+def add_rag(commands, add_decoding_options, decoding_options) -> None:
+    p = commands.add_parser("rag", help="latent-memory question answering",
+                            description="Index evidence as one latent each; answer questions over it.")
+    sub = p.add_subparsers(dest="rag_command", required=True)
+    index = sub.add_parser("index", help="add text files (paragraphs; long ones as sentences) to a store")
+    index.add_argument("store", type=Path)
+    index.add_argument("files", type=Path, nargs="+", help="files, or directories of .txt/.md/.rst files")
+    index.add_argument("--compressor", type=Path, required=True, help="directory made by `edgegen export-memory`")
+    index.add_argument("--keep-text", action="store_true", help="store the texts too (for --show-sources, --as-text)")
+    index.add_argument("--batch-size", type=int, default=32, help="items per atomic commit")
+    index.add_argument("--provider", default="auto")
+    index.set_defaults(run=run_index)
+    ask = sub.add_parser("ask", help="answer a question from a store")
+    ask.add_argument("store", type=Path)
+    ask.add_argument("question")
+    ask.add_argument("--generator", type=Path, required=True, help="a model exported with --latent-inputs")
+    ask.add_argument("--compressor", type=Path, help="default: the one the store was indexed with")
+    ask.add_argument("--k", type=int, default=5)
+    ask.add_argument("--as-text", action="store_true", help="baseline: give the generator the retrieved texts")
+    ask.add_argument("--show-sources", action="store_true")
+    ask.add_argument("--json", action="store_true")
+    ask.add_argument("--provider", default="auto")
+    add_decoding_options(ask)
+    ask.set_defaults(run=lambda args: run_ask(args, decoding_options(args)), max_new_tokens=32)  # the reference's
+    for name, run, helptext in (("ls", run_ls, "list stored items"), ("stats", run_stats, "store statistics")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("store", type=Path)
+        command.set_defaults(run=run)
+    rm = sub.add_parser("rm", help="delete items by id")
+    rm.add_argument("store", type=Path)
+    rm.add_argument("ids", nargs="+")
+    rm.set_defaults(run=run_rm)

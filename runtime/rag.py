@@ -1,0 +1,77 @@
+"""Latent-RAG question answering: each retrieved evidence item costs the generator one latent vector.
+
+The prompt is built as the reference builds it: the generator's chat template is rendered with a
+fixed system message and a user turn of `<context> + "\\nQuestion: {q}"`, split at the context
+placeholder, and the context becomes "Latent context 1: " <latent> "\\nLatent context 2: " <latent> ...
+Every text segment is tokenized on its own, as the reference does (joint tokenization would move
+BPE boundaries). With as_text, the same generator reads "Context i: <text>" instead: the baseline.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compressor import Compressor
+from .engine import Latent
+from .errors import EdgegenError
+from .memory import Hit, LatentStore
+from .model import Model, Result
+
+PLACEHOLDER = "\x00context\x00"
+
+
+@dataclass
+class RagAnswer:
+    text: str
+    hits: list[Hit]  # retrieved items, most similar first: .record (id, source, text...), .score
+    prompt_tokens: int  # generator prompt length, one position per latent
+    context_tokens: int  # of which the retrieved context: labels plus latents (or texts)
+    result: Result
+
+
+def split_template(generator: Model, info: dict, question: str) -> tuple[str, str]:
+    user = PLACEHOLDER + info["question"].format(question=question)
+    tokenizer = generator.tokenizer
+    if tokenizer.chat_template is None:
+        bos = tokenizer.special_tokens.get("bos_token", "")
+        text = f"{bos}{info['system_prompt']}\nUSER: {user}\nASSISTANT:"
+    else:
+        try:
+            text = tokenizer.apply_chat_template([{"role": "system", "content": info["system_prompt"]},
+                                                  {"role": "user", "content": user}])
+        except EdgegenError:  # templates without a system role: the system text opens the user turn
+            text = tokenizer.apply_chat_template([{"role": "user", "content": f"{info['system_prompt']}\n{user}"}])
+    prefix, suffix = text.split(PLACEHOLDER)
+    return prefix, suffix
+
+
+def build_prompt(generator: Model, info: dict, question: str, hits: list[Hit], store: LatentStore,
+                 as_text: bool) -> tuple[list, int]:
+    """Prompt items (token ids and Latents) and how many of them hold the retrieved context."""
+    def encode(text: str) -> list[int]:
+        return generator.tokenizer.encode(text, add_special_tokens=False)
+
+    prefix, suffix = split_template(generator, info, question)
+    context = []
+    for i, hit in enumerate(hits, 1):
+        label = ("\n" if i > 1 else "") + ("Context {i}: " if as_text else info["label"]).format(i=i)
+        if as_text and hit.record.text is None:
+            raise EdgegenError("this store keeps no evidence texts; index with --keep-text to compare against "
+                               "the raw-text baseline")
+        context += encode(label) + (encode(hit.record.text) if as_text else [Latent(store.latent(hit.row))])
+    return encode(prefix) + context + encode(suffix), len(context)
+
+
+def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,
+        compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, **options) -> RagAnswer:
+    """Answer a question from a latent store: embed it, retrieve the top k, generate over their latents."""
+    store = store if isinstance(store, LatentStore) else LatentStore.open(store)
+    generator = generator if isinstance(generator, Model) else Model(generator)
+    compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
+    if not as_text and compressor.info["generator_hidden"] != generator.manifest.hidden_size:
+        raise EdgegenError(f"the compressor makes {compressor.info['generator_hidden']}-d latents but the generator's "
+                           f"embeddings are {generator.manifest.hidden_size}-d: use the generator it was trained for")
+    hits = store.search(compressor.embed_query(question), k)
+    items, context = build_prompt(generator, compressor.info, question, hits, store, as_text)
+    generation = generator.start(items, **{"max_new_tokens": 32, **options})
+    for _ in generation:
+        pass
+    return RagAnswer(generation.result.text, hits, len(items), context, generation.result)
