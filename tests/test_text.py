@@ -116,3 +116,16 @@ def test_abandoned_stream_still_records_the_turn(mars_model):
     generation.close()
     assert generation.result.stop_reason == "cancelled"
     assert chat.messages[-1] == {"role": "assistant", "content": generation.result.text}
+
+
+def test_chat_drops_the_oldest_turns_when_the_context_fills(exported):
+    from edgegen import load
+
+    model = load(exported["mars"], provider="cpu", max_context=96)
+    chat = model.chat(system="Be brief.", max_new_tokens=16, mode="ar")
+    for turn in range(6):
+        result = chat.send(f"question number {turn} about the weather today")
+        assert result.stats.prompt_tokens <= 96 - 16  # room was kept for the answer
+    assert chat.dropped_turns > 0
+    assert chat.messages[0] == {"role": "system", "content": "Be brief."}
+    assert chat.messages[-2]["content"] == "question number 5 about the weather today"
