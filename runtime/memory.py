@@ -27,6 +27,7 @@ from .errors import EdgegenError
 
 FORMAT, FORMAT_VERSION = "edgegen-latent-store", 1
 SEARCH_CHUNK_ROWS = 1 << 16
+FP32_CACHE_BYTES = 1 << 30  # retrieval matrices up to this size are searched from an fp32 copy in memory
 
 
 @dataclass
@@ -147,6 +148,7 @@ class LatentStore:
         """Read the committed state; nothing past the commit is ever looked at."""
         self.commit = json.loads((self.path / "commit.json").read_text())
         self._map_vectors()
+        self._fp32 = np.zeros((0, self.retrieval_dim), np.float32)
         with (self.path / "records.jsonl").open("rb") as f:
             lines = f.read(self.commit["records_bytes"]).splitlines()
         with (self.path / "tombstones.jsonl").open("rb") as f:
@@ -252,13 +254,19 @@ class LatentStore:
         self._map_vectors()
 
     def search(self, query: np.ndarray, k: int = 5) -> list[Hit]:
-        """Exact cosine similarity against every live item, in fp32 chunks of the fp16 rows."""
+        """Exact cosine similarity against every live item (fp32 products over the fp16 rows)."""
         query = np.asarray(query, np.float32).reshape(self.retrieval_dim)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        scores = np.empty(len(self.records), np.float32)
-        for start in range(0, len(self.records), SEARCH_CHUNK_ROWS):
-            chunk = self._retrieval[start:start + SEARCH_CHUNK_ROWS]
-            scores[start:start + len(chunk)] = chunk.astype(np.float32) @ query
+        rows = len(self.records)
+        if rows * self.retrieval_dim * 4 <= FP32_CACHE_BYTES:  # converting fp16 costs more than the product
+            if len(self._fp32) < rows:
+                self._fp32 = np.concatenate([self._fp32, self._retrieval[len(self._fp32):rows].astype(np.float32)])
+            scores = self._fp32 @ query
+        else:
+            scores = np.empty(rows, np.float32)
+            for start in range(0, rows, SEARCH_CHUNK_ROWS):
+                chunk = self._retrieval[start:start + SEARCH_CHUNK_ROWS]
+                scores[start:start + len(chunk)] = chunk.astype(np.float32) @ query
         scores[~self.live] = -np.inf
         k = min(k, len(self))
         top = np.argpartition(-scores, k - 1)[:k] if k else np.array([], int)

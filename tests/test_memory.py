@@ -31,7 +31,14 @@ def new_store(path, **kwargs):
     return LatentStore.open(path, writable=True, retrieval_dim=16, latent_dim=8, compressor=COMPRESSOR, **kwargs)
 
 
-def test_search_is_exact_cosine_over_live_items(tmp_path):
+@pytest.fixture(params=["fp32 copy", "fp16 chunks"])
+def search_path(request, monkeypatch):
+    if request.param == "fp16 chunks":
+        monkeypatch.setattr("edgegen.runtime.memory.FP32_CACHE_BYTES", 0)
+        monkeypatch.setattr("edgegen.runtime.memory.SEARCH_CHUNK_ROWS", 64)
+
+
+def test_search_is_exact_cosine_over_live_items(tmp_path, search_path):
     with new_store(tmp_path / "s") as store:
         store.append(records(0, 300), vectors(0, 300, 16), vectors(1000, 300, 8))
         store.append(records(300, 100), vectors(300, 100, 16), vectors(1300, 100, 8))
