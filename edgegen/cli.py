@@ -10,6 +10,7 @@ from .rag_cli import add_rag
 from .runtime import EdgegenError
 from .train.cli import add_train
 
+WORKSTATION_MODULES = {"torch", "transformers", "onnx", "safetensors"}  # the export/train extras, never the device
 
 def add_export(commands) -> None:
     p = commands.add_parser("export", help="convert a Hugging Face checkpoint directory to an edgegen model",
@@ -177,6 +178,12 @@ def main(argv=None) -> int:
         return args.run(args)
     except EdgegenError as e:
         print(f"edgegen: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        if e.name not in WORKSTATION_MODULES:
+            raise
+        print(f"edgegen: error: `edgegen {args.command}` needs {e.name}, which a device install leaves out: "
+              "pip install -e '.[export,train]'", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nedgegen: interrupted", file=sys.stderr)

@@ -83,3 +83,20 @@ def test_runtime_runs_without_torch_or_transformers(exported):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "ok"
+
+
+def test_workstation_commands_on_a_device_install_name_the_missing_extra(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        class Block:  # a device install: no torch, transformers or onnx
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers", "onnx"):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name.split(".")[0])
+        sys.meta_path.insert(0, Block())
+        from edgegen.cli import main
+        raise SystemExit(main(sys.argv[1:]))
+    """)
+    for command in (["export", str(tmp_path), str(tmp_path / "out")], ["train", "init", str(tmp_path), "x"]):
+        run = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert "which a device install leaves out: pip install -e '.[export,train]'" in run.stderr
