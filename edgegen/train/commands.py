@@ -6,21 +6,14 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from ..runtime.errors import EdgegenError
 from ..runtime.tokenizer import Tokenizer
 from .data import read_examples
 from .objectives import ar_loss, mars_loss
 from .tokenizer import MASK_TOKEN, train_tokenizer
 from .trainer import TOKENIZER_FILES, TrainConfig, finish, train
-
-
-def require_torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise EdgegenError("training needs torch and transformers: pip install -e '.[train]'") from e
-    return torch
 
 
 def text_of(path: Path):
@@ -44,7 +37,6 @@ def tokenizer_command(files: list[Path], out: Path, vocab_size: int) -> None:
 def init_command(tokenizer_dir: Path, out: Path, arch: str, hidden_size: int, layers: int, heads: int,
                  kv_heads: int, intermediate_size: int, max_position_embeddings: int, seed: int) -> None:
     """A randomly initialized qwen2/llama model sized for the tokenizer (rows rounded up to 64, spare ones free)."""
-    torch = require_torch()
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = Tokenizer(tokenizer_dir)
@@ -68,7 +60,6 @@ def load_base(base: Path):
     from ..export.checkpoint import read_model_spec
     from ..export.verify import load_reference
 
-    torch = require_torch()
     spec = read_model_spec(base)
     model = load_reference(base, spec)
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), spec
