@@ -48,7 +48,7 @@ def add_export_memory(commands) -> None:
     p.add_argument("--base", type=Path, help="the base compressor checkpoint (default: SRC/base)")
     p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pt pickle, which can run code")
     p.add_argument("--lora-scale", type=float, help="LoRA alpha / rank (default: from the config, else 2.0)")
-    p.add_argument("--max-evidence-tokens", type=int, default=128)
+    p.add_argument("--max-evidence-tokens", type=int, help="default: what it was trained with, else 128")
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier compressor export")
     p.set_defaults(run=run_export_memory)
 

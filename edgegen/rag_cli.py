@@ -13,7 +13,10 @@ MAX_ITEM_CHARS = 600  # longer paragraphs are split into sentences (the compress
 
 
 def evidence_items(path: Path) -> list[dict]:
-    """Paragraphs (blank-line separated) of a UTF-8 text file; long ones become runs of sentences."""
+    """JSONL rows ({"text"} and optional "id", "source", "metadata") as they are; otherwise the paragraphs
+    (blank-line separated) of a UTF-8 text file, long ones split into sentences."""
+    if path.suffix == ".jsonl":
+        return jsonl_items(path)
     items = []
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")) if p.strip()]
     for number, paragraph in enumerate(paragraphs, 1):
@@ -25,11 +28,27 @@ def evidence_items(path: Path) -> list[dict]:
     return items
 
 
+def jsonl_items(path: Path) -> list[dict]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EdgegenError(f"{path}:{number} is not valid JSON ({e})") from e
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise EdgegenError(f'{path}:{number} has no "text"; each JSONL row needs one')
+        keep = {key: row[key] for key in ("id", "text", "source", "metadata") if key in row}
+        items.append({"source": f"{path}:{number}", **keep})
+    return items
+
+
 def files_under(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".rst"))
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".rst", ".jsonl"))
         elif path.is_file():
             found.append(path)
         else:

@@ -21,12 +21,10 @@ from .checkpoint import SafetensorsFile, Weights, read_json, read_model_spec
 from .errors import ExportError
 from .exporter import prepare_output, replace_directory
 from .graph import GraphBuilder, finish_model, rope_caches, transformer
+from ..runtime.rag import PROMPT
 
 MEMORY_MANIFEST = "memory.json"
 STATE_FILE, STATE_CONFIG = "memory.safetensors", "memory_config.json"  # the project's own layout
-LABEL = "Latent context {i}: "
-SYSTEM_PROMPT = ("You are a helpful assistant. Answer the question concisely (a few words or a short phrase) "
-                 "based on the provided context.")
 
 
 def read_state(src: Path, trust_pickle: bool) -> tuple[dict, dict]:
@@ -114,13 +112,14 @@ def build_encoder(spec, weights: MergedWeights, state: dict, max_tokens: int, wi
 
 
 def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: bool = False,
-                  lora_scale: float | None = None, max_tokens: int = 128, force: bool = False) -> dict:
+                  lora_scale: float | None = None, max_tokens: int | None = None, force: bool = False) -> dict:
     src, out = Path(src), Path(out)
     base = Path(base) if base else src / "base"
     if not base.is_dir():
         raise ExportError(f"missing base compressor checkpoint {base}; pass --base DIR")
     state, config = read_state(src, trust_pickle)
     scale = lora_scale or config.get("lora_scale") or 2.0  # the reference trains r=64, alpha=128
+    max_tokens = max_tokens or config.get("max_evidence_tokens") or 128  # the reference's truncation
     spec = read_model_spec(base)
     weights = Weights(base)
     staging = prepare_output(out, src, force, marker=MEMORY_MANIFEST)
@@ -135,8 +134,7 @@ def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: 
             "format_version": 1, "compressor_hidden": spec.hidden_size,
             "retrieval_dim": int(state["retrieval_proj.0.weight"].shape[0]),
             "generator_hidden": int(state["cross_proj.net.2.weight"].shape[0]), "max_evidence_tokens": max_tokens,
-            "generator": config.get("generator", {}), "label": LABEL, "system_prompt": SYSTEM_PROMPT,
-            "question": "\nQuestion: {question}", "lora_scale": scale,
+            "generator": config.get("generator", {}), **PROMPT, "lora_scale": scale,
             "checksum": {"base_weights_sha256": weights.sha256(), "state_sha256": state_checksum(state)},
         }
         (staging / MEMORY_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

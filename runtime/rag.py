@@ -14,8 +14,14 @@ from .engine import Latent
 from .errors import EdgegenError
 from .memory import Hit, LatentStore
 from .model import Model, Result
+from .tokenizer import Tokenizer
 
 PLACEHOLDER = "\x00context\x00"
+PROMPT = {  # the reference's layout; a compressor's memory.json carries its own copy
+    "label": "Latent context {i}: ", "text_label": "Context {i}: ", "question": "\nQuestion: {question}",
+    "system_prompt": "You are a helpful assistant. Answer the question concisely (a few words or a short phrase) "
+                     "based on the provided context.",
+}
 
 
 @dataclass
@@ -27,9 +33,8 @@ class RagAnswer:
     result: Result
 
 
-def split_template(generator: Model, info: dict, question: str) -> tuple[str, str]:
+def split_template(tokenizer: Tokenizer, info: dict, question: str) -> tuple[str, str]:
     user = PLACEHOLDER + info["question"].format(question=question)
-    tokenizer = generator.tokenizer
     if tokenizer.chat_template is None:
         bos = tokenizer.special_tokens.get("bos_token", "")
         text = f"{bos}{info['system_prompt']}\nUSER: {user}\nASSISTANT:"
@@ -43,20 +48,19 @@ def split_template(generator: Model, info: dict, question: str) -> tuple[str, st
     return prefix, suffix
 
 
-def build_prompt(generator: Model, info: dict, question: str, hits: list[Hit], store: LatentStore,
-                 as_text: bool) -> tuple[list, int]:
-    """Prompt items (token ids and Latents) and how many of them hold the retrieved context."""
+def build_prompt(tokenizer: Tokenizer, info: dict, question: str, contexts: list) -> tuple[list, int]:
+    """Prompt items for one question over its retrieved contexts: evidence texts (the raw-text baseline,
+    "Context i: <text>") or latents (anything not a str, "Latent context i: <latent>"), most similar first.
+    Returns the items (token ids, latents in place) and how many of them hold the context."""
     def encode(text: str) -> list[int]:
-        return generator.tokenizer.encode(text, add_special_tokens=False)
+        return tokenizer.encode(text, add_special_tokens=False)
 
-    prefix, suffix = split_template(generator, info, question)
+    prefix, suffix = split_template(tokenizer, info, question)
     context = []
-    for i, hit in enumerate(hits, 1):
-        label = ("\n" if i > 1 else "") + ("Context {i}: " if as_text else info["label"]).format(i=i)
-        if as_text and hit.record.text is None:
-            raise EdgegenError("this store keeps no evidence texts; index with --keep-text to compare against "
-                               "the raw-text baseline")
-        context += encode(label) + (encode(hit.record.text) if as_text else [Latent(store.latent(hit.row))])
+    for i, item in enumerate(contexts, 1):
+        as_text = isinstance(item, str)
+        label = info.get("text_label", PROMPT["text_label"]) if as_text else info["label"]
+        context += encode(("\n" if i > 1 else "") + label.format(i=i)) + (encode(item) if as_text else [item])
     return encode(prefix) + context + encode(suffix), len(context)
 
 
@@ -70,7 +74,11 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
         raise EdgegenError(f"the compressor makes {compressor.info['generator_hidden']}-d latents but the generator's "
                            f"embeddings are {generator.manifest.hidden_size}-d: use the generator it was trained for")
     hits = store.search(compressor.embed_query(question), k)
-    items, context = build_prompt(generator, compressor.info, question, hits, store, as_text)
+    if as_text and any(hit.record.text is None for hit in hits):
+        raise EdgegenError("this store keeps no evidence texts; index with --keep-text to compare against "
+                           "the raw-text baseline")
+    contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
+    items, context = build_prompt(generator.tokenizer, compressor.info, question, contexts)
     generation = generator.start(items, **{"max_new_tokens": 32, **options})
     for _ in generation:
         pass

@@ -38,10 +38,44 @@ def add_train(commands) -> None:
     mars.set_defaults(run=lambda a: run("mars_command", a.base, a.data, a.out, a.block_size, a.ar_weight, config(a),
                                         a.epochs, a.resume))
 
+    reader = sub.add_parser("reader", help="fine-tune a generator to answer from retrieved evidence (raw text)",
+                            description="The teacher for `train memory`: questions over their evidence plus hard "
+                                        "negatives, in the prompt layout of `edgegen rag --as-text`.")
+    add_training_options(reader, data=False)
+    add_knowledge_options(reader)
+    reader.add_argument("--contexts", type=int, default=5, help="evidence items per prompt at most (rag's --k)")
+    reader.set_defaults(run=lambda a: run("reader_command", a.base, a.evidence, a.questions, a.out, a.contexts,
+                                          config(a), a.epochs, a.resume))
 
-def add_training_options(p) -> None:
+    memory = sub.add_parser("memory", help="train a latent-memory compressor for a frozen generator",
+                            description="Reconstruction + InfoNCE with hard negatives + distillation from the "
+                                        "generator reading raw text; writes what `edgegen export-memory` reads.")
+    add_training_options(memory, data=False)
+    add_knowledge_options(memory)
+    memory.add_argument("--generator", type=Path, required=True,
+                        help="the generator's Hugging Face checkpoint (frozen; the latents are made for it)")
+    memory.add_argument("--base-layers", type=int, help="keep only the first N layers of BASE")
+    memory.add_argument("--retrieval-dim", type=int, default=512)
+    memory.add_argument("--rank", type=int, default=64, help="LoRA rank")
+    memory.add_argument("--alpha", type=float, default=128, help="LoRA alpha (scale = alpha / rank)")
+    memory.add_argument("--max-tokens", type=int, default=128, help="evidence is cut to this many tokens")
+    memory.add_argument("--distill-tokens", type=int, default=16, help="teacher tokens distilled per question")
+    memory.set_defaults(run=lambda a: run("memory_command", a.base, a.generator, a.evidence, a.questions, a.out,
+                                          a.base_layers, a.retrieval_dim, a.rank, a.alpha, a.max_tokens,
+                                          a.distill_tokens, config(a), a.epochs, a.resume))
+
+
+def add_knowledge_options(p) -> None:
+    p.add_argument("--evidence", type=Path, required=True, help='JSONL rows {"id", "text"}')
+    p.add_argument("--questions", type=Path, required=True,
+                   help='JSONL rows {"question", "answer", "positive_ids", "hard_negative_ids"}')
+
+
+def add_training_options(p, data: bool = True) -> None:
     p.add_argument("base", type=Path, help="Hugging Face checkpoint directory to start from")
-    p.add_argument("data", type=Path, help='JSONL: {"messages": [...]} (loss on assistant turns) or {"text": ...}')
+    if data:
+        p.add_argument("data", type=Path,
+                       help='JSONL: {"messages": [...]} (loss on assistant turns) or {"text": ...}')
     p.add_argument("out", type=Path)
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=1000)

@@ -11,6 +11,8 @@ import torch
 from ..runtime.errors import EdgegenError
 from ..runtime.tokenizer import Tokenizer
 from .data import read_examples
+from .knowledge import read_questions, reader_examples
+from .memory import MemoryModel, memory_loss, save_memory, truncate_layers
 from .objectives import ar_loss, mars_loss
 from .tokenizer import MASK_TOKEN, train_tokenizer
 from .trainer import TOKENIZER_FILES, TrainConfig, finish, train
@@ -113,6 +115,18 @@ def add_mask_token(model, base: Path, out: Path) -> int:
     return mask_id
 
 
+def mars_objective(tokenizer: Tokenizer, mask_id: int, block_size: int, ar_weight: float):
+    return partial(mars_loss, pad_id=special_id(tokenizer, "pad_token", special_id(tokenizer, "eos_token")),
+                   mask_id=mask_id, block_size=block_size, ar_weight=ar_weight)
+
+
+def mars_release(spec, block_size: int) -> dict:
+    release = {"block_size": block_size}
+    if spec.architecture == "qwen2":  # the layout of the released MARS checkpoints
+        release.update(model_type="a2d-qwen2", architectures=["A2DQwen2LMHeadModel"])
+    return release
+
+
 def mars_command(base: Path, data: Path, out: Path, block_size: int, ar_weight: float, config: TrainConfig,
                  epochs: float | None, resume: bool) -> None:
     if block_size < 2:
@@ -121,15 +135,40 @@ def mars_command(base: Path, data: Path, out: Path, block_size: int, ar_weight: 
     model, spec = load_base(base)
     mask_id = add_mask_token(model, base, out)
     tokenizer = Tokenizer(out)
-    eos = special_id(tokenizer, "eos_token")
-    examples = read_examples(data, tokenizer, config.max_length, eos)
-    loss = partial(mars_loss, pad_id=special_id(tokenizer, "pad_token", eos), mask_id=mask_id,
-                   block_size=block_size, ar_weight=ar_weight)
+    examples = read_examples(data, tokenizer, config.max_length, special_id(tokenizer, "eos_token"))
+    loss = mars_objective(tokenizer, mask_id, block_size, ar_weight)
     log = train(model, examples, loss, steps_for(config, epochs, examples), out, resume)
-    release = {"block_size": block_size}
-    if spec.architecture == "qwen2":  # the layout of the released MARS checkpoints
-        release.update(model_type="a2d-qwen2", architectures=["A2DQwen2LMHeadModel"])
-    finish(model, out, out, log, release)
+    finish(model, out, out, log, mars_release(spec, block_size))
     for name in TOKENIZER_FILES:  # tokenizer files the mask token did not touch
         if (base / name).is_file() and not (out / name).is_file():
             shutil.copy2(base / name, out / name)
+
+
+def reader_command(base: Path, evidence: Path, questions: Path, out: Path, contexts: int, config: TrainConfig,
+                   epochs: float | None, resume: bool) -> None:
+    """Fine-tune a generator to answer from retrieved raw-text evidence. Next-token loss only: answers are a
+    few tokens, and MARS's doubled sequence would halve the training speed for no gain in them."""
+    prepare_out(base, out, resume)
+    model, _ = load_base(base)
+    tokenizer = Tokenizer(base)
+    examples = reader_examples(read_questions(evidence, questions, tokenizer), tokenizer, contexts, config.seed)
+    loss = partial(ar_loss, pad_id=special_id(tokenizer, "pad_token", special_id(tokenizer, "eos_token")))
+    log = train(model, examples, loss, steps_for(config, epochs, examples), out, resume)
+    finish(model, base, out, log)
+
+
+def memory_command(base: Path, generator_dir: Path, evidence: Path, questions: Path, out: Path,
+                   base_layers: int | None, retrieval_dim: int, rank: int, alpha: float, max_tokens: int,
+                   distill_tokens: int, config: TrainConfig, epochs: float | None, resume: bool) -> None:
+    """Train a latent-memory compressor for a frozen generator; writes the layout `export-memory` reads."""
+    prepare_out(base, out, resume)
+    compressor_lm, _ = load_base(base)
+    truncate_layers(compressor_lm, base_layers)
+    generator, _ = load_base(generator_dir)
+    model = MemoryModel(compressor_lm, generator, retrieval_dim, rank, alpha)
+    generator_tokenizer = Tokenizer(generator_dir)
+    examples = read_questions(evidence, questions, generator_tokenizer)
+    loss = partial(memory_loss, tokenizer=Tokenizer(base), generator_tokenizer=generator_tokenizer,
+                   max_tokens=max_tokens, distill_steps=distill_tokens, seed=config.seed)
+    log = train(model, examples, loss, steps_for(config, epochs, examples), out, resume)
+    save_memory(model, base, generator_dir, out, max_tokens, log, TOKENIZER_FILES)
