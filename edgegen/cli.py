@@ -17,7 +17,9 @@ def add_export(commands) -> None:
                             description="Convert a Hugging Face checkpoint (qwen2, llama, MARS a2d-qwen2) to ONNX.")
     p.add_argument("src", type=Path, help="checkpoint directory: config.json, safetensors, tokenizer files")
     p.add_argument("out", type=Path, help="output model directory")
-    p.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weight and compute precision")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "int8", "int4"], default="fp32",
+                   help="precision: fp32/fp16 weights and compute; int8 (dynamic) or int4 (MatMulNBits) weights "
+                        "with fp32 compute")
     p.add_argument("--max-context", type=int, help="longest sequence the graph supports (default: the model's)")
     p.add_argument("--block-size", type=int, help="MARS block size the model was trained with "
                                                   "(default: read from the config or the model name)")
@@ -164,6 +166,54 @@ def run_generate(args) -> int:
     return 0
 
 
+def add_bench(commands) -> None:
+    p = commands.add_parser("bench", help="compare decoding configurations on one model",
+                            description="TTFT, prefill and decode speed, tokens per forward, step latency and peak "
+                                        "memory per configuration, alternating configurations prompt by prompt.")
+    add_model_options(p)
+    p.add_argument("--configs", nargs="+", help="MODE[:THRESHOLD][@BLOCK], e.g. ar threshold:0.9@auto verify@4 "
+                                                "(default: ar, threshold:0.9 and verify on a MARS model)")
+    p.add_argument("--prompts", type=Path, help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
+    p.add_argument("--raw", action="store_true", help="feed prompts as they are, without the chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="repetitions run first and not counted")
+    p.add_argument("--compare", choices=["onnxruntime-genai"], help="also run another runtime on the same prompts")
+    p.add_argument("--genai-model", type=Path, help="the onnxruntime-genai model built from the same checkpoint")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--plot", type=Path, help="write a bar chart PNG here")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args) -> int:
+    from . import bench
+
+    model = load_model(args)
+    configs = [bench.parse_config(c) for c in args.configs] if args.configs else bench.default_configs(model)
+    genai = None
+    if args.compare:
+        if not args.genai_model:
+            raise EdgegenError("--compare onnxruntime-genai needs --genai-model DIR, a model its builder made from "
+                               "the same checkpoint")
+        genai = bench.GenaiRunner(args.genai_model, args.threads)
+    summaries = bench.benchmark(model, bench.read_prompts(args.prompts), configs, args.max_new_tokens, args.repeat,
+                                args.warmup, chat=not args.raw, genai=genai)
+    settings = {"max_new_tokens": args.max_new_tokens, "repeat": args.repeat, "warmup": args.warmup,
+                "threads": args.threads, "provider": model.engine.provider}
+    if args.json:
+        print(bench.as_json(model.path, summaries, settings))
+    else:
+        bench.print_table(summaries)
+    if genai:
+        best = max((s for s in summaries if s["config"] != genai.name), key=lambda s: s["decode_tokens_per_s"])
+        baseline = next(s for s in summaries if s["config"] == genai.name)
+        print(f"best edgegen ({best['config']}) / onnxruntime-genai decode tokens/s: "
+              f"{best['decode_tokens_per_s'] / baseline['decode_tokens_per_s']:.2f}x", file=sys.stderr)
+    if args.plot:
+        bench.plot(summaries, args.plot)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="edgegen", description="On-device LLM inference with MARS block decoding.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +222,7 @@ def main(argv=None) -> int:
     add_generate(commands)
     add_chat(commands)
     add_rag(commands, add_decoding_options, decoding_options)
+    add_bench(commands)
     add_train(commands)
     args = parser.parse_args(argv)
     try:

@@ -12,7 +12,10 @@ from ..runtime.manifest import MANIFEST_NAME, Manifest
 from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, Weights, read_json, read_model_spec, \
     require_file
 from .errors import ExportError
+from ..runtime.engine import Engine
+from ..runtime.pilot import CostCurve
 from .graph import LATENT_EMBEDS, LATENT_MASK, build_decoder
+from .quantize import QUANTIZED_DTYPES, quantize
 from .verify import compare_with_transformers
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (protobuf files stop at 2 GiB)
@@ -107,8 +110,10 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise ExportError(f"checkpoint directory {src} does not exist")
-    if dtype not in ("fp32", "fp16"):
-        raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32 or fp16")
+    if dtype not in ("fp32", "fp16") + QUANTIZED_DTYPES:
+        raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32, fp16, int8 or int4")
+    quantized = dtype in QUANTIZED_DTYPES
+    compute = "fp32" if quantized else dtype  # activations and KV cache
     progress = Progress(4 if verify else 3, quiet)
     spec = read_model_spec(src, block_size)
     for name in TOKENIZER_FILES:
@@ -122,14 +127,23 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     try:
         progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
                        f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
-        model = build_decoder(spec, weights, dtype, max_context, latent_inputs)
-        progress.stage(f"built {dtype} graph: {len(model.graph.node)} nodes")
-        save_graph(model, staging / "model.onnx")
-        del model
+        model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized)
+        progress.stage(f"built {compute} graph: {len(model.graph.node)} nodes")
+        if quantized:
+            save_graph(model, staging / "unquantized.onnx")
+            del model
+            quantize(staging / "unquantized.onnx", staging / "model.onnx", dtype, save_graph)
+            for leftover in staging.glob("unquantized.onnx*"):
+                leftover.unlink()
+            progress.note(f"quantized the MatMul weights to {dtype}")
+        else:
+            save_graph(model, staging / "model.onnx")
+            del model
         for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
             if (src / name).is_file():
                 shutil.copy2(src / name, staging / name)
-        manifest = make_manifest(src, spec, weights, dtype, max_context)
+        manifest = make_manifest(src, spec, weights, compute, max_context)
+        manifest.weights = dtype
         if latent_inputs:
             manifest.graph.latent_embeds, manifest.graph.latent_mask = LATENT_EMBEDS, LATENT_MASK
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
@@ -138,6 +152,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
             progress.stage(f"verified against transformers: max |logit diff| "
                            f"{manifest.verification['max_abs_logit_diff']:.3g} over "
                            f"{manifest.verification['tokens']} tokens ({dtype} graph vs fp32 reference)")
+            manifest.cost_curve = measure_cost_curve(staging, manifest)
         manifest.save(staging)
         replace_directory(staging, out)
     except BaseException:
@@ -146,6 +161,13 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     if manifest.mask_token_id is None:
         progress.note("no <|mask|> token in the tokenizer: this model runs in AR mode only")
     return manifest
+
+
+def measure_cost_curve(model_dir: Path, manifest: Manifest) -> dict:
+    """Forward latency for 1..32 new tokens on this machine's CPU, all threads: what `block_size="auto"`
+    plans with when it runs on the same kind of machine (elsewhere it measures its own)."""
+    engine = Engine(model_dir, manifest, provider="cpu", max_context=min(manifest.max_context, 256))
+    return CostCurve.measure(engine).record(engine, None)
 
 
 def make_manifest(src: Path, spec: ModelSpec, weights: Weights, dtype: str, max_context: int) -> Manifest:

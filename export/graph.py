@@ -120,9 +120,11 @@ def finish_model(g: GraphBuilder, name: str, inputs: list, outputs: list) -> onn
 
 
 def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int,
-                  latent_inputs: bool = False) -> onnx.ModelProto:
+                  latent_inputs: bool = False, for_quantization: bool = False) -> onnx.ModelProto:
     """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
-    embedding from `latent_embeds` instead of the embedding table (latent-memory RAG)."""
+    embedding from `latent_embeds` instead of the embedding table (latent-memory RAG). A graph for
+    quantization keeps its embedding table in fp16 and gives the LM head its own MatMul, which the
+    quantizer then rewrites (a tied FusedMatMul head would stay full precision)."""
     g = GraphBuilder(dtype)
     kv, d = spec.num_kv_heads, spec.head_dim
 
@@ -131,8 +133,13 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
                                            g.const(1)])], to=TensorProto.INT32)
     total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
                      to=TensorProto.INT32)
-    embed = g.weight("model.embed_tokens.weight", weights.get("model.embed_tokens.weight"))
-    embeds = g.op("Gather", [embed, INPUT_IDS])
+    table = weights.get("model.embed_tokens.weight")
+    if for_quantization:
+        embed = g.weight("model.embed_tokens.weight", table, np.float16)
+        embeds = g.op("Cast", [g.op("Gather", [embed, INPUT_IDS])], to=g.onnx_dtype)
+    else:
+        embed = g.weight("model.embed_tokens.weight", table)
+        embeds = g.op("Gather", [embed, INPUT_IDS])
     if latent_inputs:
         flags = g.op("Unsqueeze", [LATENT_MASK, g.const([-1])])
         embeds = g.op("Where", [flags, LATENT_EMBEDS, embeds])
@@ -142,10 +149,12 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
     # only the last `logits_to_keep` positions reach the LM head: prefill needs one row, a block step a few
     start = g.op("Neg", [g.op("Reshape", [LOGITS_TO_KEEP, g.const([1])])])
     x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])
-    if spec.tie_word_embeddings or "lm_head.weight" not in weights:
+    tied = spec.tie_word_embeddings or "lm_head.weight" not in weights
+    if tied and not for_quantization:
         logits = g.op("FusedMatMul", [x, embed], domain="com.microsoft", transB=1)
     else:
-        logits = g.op("MatMul", [x, g.weight("lm_head.weight_T", weights.get("lm_head.weight").T)])
+        head = table if tied else weights.get("lm_head.weight")
+        logits = g.op("MatMul", [x, g.weight("lm_head.weight_T", head.T)])
     g.op("Cast", [logits], [LOGITS], to=TensorProto.FLOAT)
 
     kv_type = g.onnx_dtype

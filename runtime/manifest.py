@@ -43,10 +43,12 @@ class Manifest:
     mask_token_id: int | None  # None: the model has no <|mask|> token and runs in AR mode only
     block_size: int | None  # block size the model was MARS-trained with
     max_context: int
-    dtype: str
+    dtype: str  # activations and KV cache
+    weights: str = ""  # weight precision when it differs: int8 or int4 (quantized MatMuls)
     source: dict = field(default_factory=dict)
     graph: GraphInterface = field(default_factory=GraphInterface)
     verification: dict = field(default_factory=dict)
+    cost_curve: dict = field(default_factory=dict)  # forward latency by new tokens, as measured at export
     format_version: int = FORMAT_VERSION
 
     def save(self, directory: Path) -> None:

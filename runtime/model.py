@@ -72,7 +72,8 @@ class Stats:
     tokens_per_forward: float = 0.0
     prefill_ms: float = 0.0  # the first forward, which processes the prompt
     ttft_ms: float = 0.0  # from the call until the first token is known
-    decode_tokens_per_s: float = 0.0  # tokens after the first forward, over the time after it
+    decode_tokens: int = 0  # tokens after the first forward
+    decode_tokens_per_s: float = 0.0  # those tokens over the time after the first forward
     total_ms: float = 0.0
     mode: str = ""
     drafts_proposed: int = 0  # verify mode: mask predictions checked against the model's own AR rows
@@ -80,6 +81,7 @@ class Stats:
     draft_acceptance_by_position: list = field(default_factory=list)  # accepted share of draft 1, 2, ...
     forward_ms: float = 0.0  # time inside onnxruntime
     loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
+    step_ms: list = field(default_factory=list)  # wall time of each decode step after the first forward
 
 
 @dataclass
@@ -138,12 +140,17 @@ class Generation:
                                    options.max_accept)
         pieces, reason, first_block_at, first_block_tokens = [], None, start, 0
         try:
+            step_start = start
             for block in blocks:
                 stats.forwards += 1
+                now = time.perf_counter()
                 if stats.forwards == 1:
-                    first_block_at = time.perf_counter()
+                    first_block_at = now
                     stats.ttft_ms = (first_block_at - start) * 1000
                     stats.prefill_ms = (engine.forward_seconds - forward_start) * 1000
+                else:
+                    stats.step_ms.append((now - step_start) * 1000)
+                step_start = now
                 for token in block:
                     piece, stop = self._commit(token)
                     if piece:
@@ -173,8 +180,9 @@ class Generation:
             stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
             stats.drafts_proposed, stats.drafts_accepted = drafts.proposed, drafts.accepted
             stats.draft_acceptance_by_position = [accepted / proposed for proposed, accepted in drafts.by_position]
+            stats.decode_tokens = stats.new_tokens - first_block_tokens
             if stats.forwards > 1:
-                stats.decode_tokens_per_s = (stats.new_tokens - first_block_tokens) / (decode_ms / 1000)
+                stats.decode_tokens_per_s = stats.decode_tokens / (decode_ms / 1000)
             self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
             if self.on_finish:
                 self.on_finish(self.result)

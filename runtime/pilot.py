@@ -7,6 +7,7 @@ count that maximizes expected committed tokens per second.
 """
 import json
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -50,9 +51,19 @@ class CostCurve:
         engine.rewind(0)
         return cls(sizes, seconds)
 
+    def record(self, engine: Engine, threads: int | None) -> dict:
+        """The curve with what it holds for: this machine, provider and thread count (for the manifest)."""
+        return {"machine": machine_id(), "provider": engine.provider, "threads": threads, "sizes": self.sizes,
+                "seconds": self.seconds}
+
     @classmethod
     def cached(cls, engine: Engine, threads: int | None) -> "CostCurve":
-        """The measured curve for this model, provider and thread count, measured on first use."""
+        """The curve the manifest recorded if it was measured on this kind of machine with the same provider
+        and threads; else the one measured on first use for this model, provider and thread count."""
+        recorded = engine.manifest.cost_curve
+        if recorded and (recorded["machine"], recorded["provider"], recorded["threads"]) == \
+                (machine_id(), engine.provider, threads):
+            return cls(recorded["sizes"], recorded["seconds"])
         key = f"{engine.manifest.source.get('weights_sha256', 'unknown')}-{engine.manifest.dtype}-" \
               f"{engine.provider}-{threads or 'default'}"
         path = CACHE_DIR / "cost_curves.json"
@@ -71,6 +82,16 @@ class CostCurve:
             except OSError:
                 pass  # a read-only home only costs a re-measurement next time
         return cls(**curves[key])
+
+
+def machine_id() -> str:
+    """The CPU model and core count: latencies carry over between machines only when these match."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
 class FixedBlock:

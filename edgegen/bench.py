@@ -1,0 +1,229 @@
+"""`edgegen bench`: decoding configurations compared on one model, prompts and threads, in one process.
+
+Configurations are written MODE[:THRESHOLD][@BLOCK]: "ar", "threshold:0.9", "threshold:0.8@4", "verify@auto".
+Every repetition runs every configuration over every prompt, in turn, so that drift of the machine
+(heat, other processes) spreads over all of them alike; warm-up repetitions are not counted.
+"""
+import json
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runtime.errors import EdgegenError
+
+BUILTIN_PROMPTS = [
+    "Write 4821 in words.", "Write 90317 in words.", "Write 566 in words.", "Write 70004 in words.",
+    "Explain what this Python function does:\n\ndef clamp(x, lo, hi):\n    return max(lo, min(x, hi))",
+    "Complete this Python function:\n\ndef mean(values):\n    \"\"\"Return the arithmetic mean.\"\"\"",
+    "Remove the docstring from this function:\n\ndef double(x):\n    \"\"\"Twice x.\"\"\"\n    return 2 * x",
+    "What is a Python list comprehension?",
+]
+
+
+@dataclass
+class Config:
+    name: str
+    options: dict
+
+
+@dataclass
+class Row:
+    """One configuration's measurements, summed over prompts and counted repetitions."""
+    name: str
+    runs: int = 0
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    forwards: int = 0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    decode_tokens: int = 0
+    ttft_ms: list = field(default_factory=list)
+    step_ms: list = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    def summary(self) -> dict:
+        steps = sorted(self.step_ms) or [0.0]
+        return {
+            "config": self.name, "runs": self.runs, "ttft_ms_p50": statistics.median(self.ttft_ms or [0.0]),
+            "prefill_tokens_per_s": self.prompt_tokens / (self.prefill_ms / 1000) if self.prefill_ms else 0.0,
+            "decode_tokens_per_s": self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms else 0.0,
+            "tokens_per_forward": self.new_tokens / self.forwards if self.forwards else 0.0,
+            "step_ms_p50": steps[len(steps) // 2], "step_ms_p99": steps[min(len(steps) - 1, int(len(steps) * 0.99))],
+            "new_tokens": self.new_tokens, "peak_rss_mb": self.peak_rss_mb,
+        }
+
+
+def parse_config(text: str) -> Config:
+    spec, _, block = text.partition("@")
+    mode, _, threshold = spec.partition(":")
+    if mode not in ("ar", "threshold", "verify") or (threshold and mode != "threshold"):
+        raise EdgegenError(f"bad configuration {text!r}: write MODE[:THRESHOLD][@BLOCK] with MODE ar, threshold or "
+                           "verify, e.g. threshold:0.9@auto")
+    options = {"mode": mode}
+    try:
+        if threshold:
+            options["threshold"] = float(threshold)
+        if block:
+            options["block_size"] = block if block == "auto" else int(block)
+    except ValueError as e:
+        raise EdgegenError(f"bad configuration {text!r}: {e}") from e
+    return Config(text, options)
+
+
+def default_configs(model) -> list[Config]:
+    if not model.manifest.block_size:
+        return [parse_config("ar")]
+    return [parse_config(c) for c in ("ar", "threshold:0.9", "verify")]
+
+
+def read_prompts(path: Path | None) -> list[str]:
+    """Plain text (one prompt per line) or JSONL rows with "prompt" or chat "messages"."""
+    if path is None:
+        return BUILTIN_PROMPTS
+    if not path.is_file():
+        raise EdgegenError(f"missing prompts file {path}")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix != ".jsonl":
+        return lines
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        row = json.loads(line)
+        if "prompt" in row:
+            prompts.append(row["prompt"])
+        elif "messages" in row:
+            prompts.append(next(m["content"] for m in row["messages"] if m["role"] == "user"))
+        else:
+            raise EdgegenError(f'{path}:{number} has neither "prompt" nor "messages"')
+    return prompts
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Progress:
+    def __init__(self, total: int):
+        self.total, self.done, self.began = total, 0, time.perf_counter()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        eta = (time.perf_counter() - self.began) / self.done * (self.total - self.done)
+        print(f"\r[{'#' * (20 * self.done // self.total):<20}] {self.done}/{self.total} {label:<24} ETA {eta:4.0f}s",
+              end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
+
+
+def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> None:
+    generation = model.start(prompt_ids, **options)
+    for _ in generation:
+        pass
+    stats = generation.result.stats
+    row.runs += 1
+    row.prompt_tokens += stats.prompt_tokens - stats.cached_prompt_tokens
+    row.new_tokens += stats.new_tokens
+    row.forwards += stats.forwards
+    row.prefill_ms += stats.prefill_ms
+    row.ttft_ms.append(stats.ttft_ms)
+    row.step_ms += stats.step_ms
+    row.decode_ms += sum(stats.step_ms)
+    row.decode_tokens += stats.decode_tokens
+    row.peak_rss_mb = peak_rss_mb()
+
+
+class GenaiRunner:
+    """onnxruntime-genai's own Generator loop, on a model its builder made from the same checkpoint."""
+    name = "onnxruntime-genai ar"
+
+    def __init__(self, path: Path, threads: int | None):
+        try:
+            import onnxruntime_genai as og
+        except ImportError as e:
+            raise EdgegenError("--compare onnxruntime-genai needs it installed: pip install onnxruntime-genai") from e
+        if not (Path(path) / "genai_config.json").is_file():
+            raise EdgegenError(f"{path} is not an onnxruntime-genai model (no genai_config.json); build one with "
+                               "python -m onnxruntime_genai.models.builder -m CHECKPOINT -o DIR -p fp32 -e cpu")
+        config = og.Config(str(path))
+        if threads:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        self.og, self.model = og, og.Model(config)
+
+    def run(self, prompt_ids: list[int], max_new_tokens: int, row: Row) -> None:
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, do_sample=False)
+        generator = self.og.Generator(self.model, params)
+        start = time.perf_counter()
+        generator.append_tokens(prompt_ids)
+        generator.generate_next_token()
+        first = time.perf_counter()
+        steps = []
+        while not generator.is_done():
+            step_start = time.perf_counter()
+            generator.generate_next_token()
+            steps.append((time.perf_counter() - step_start) * 1000)
+        new_tokens = len(generator.get_sequence(0)) - len(prompt_ids)
+        row.runs += 1
+        row.prompt_tokens += len(prompt_ids)
+        row.new_tokens += new_tokens
+        row.forwards += new_tokens
+        row.prefill_ms += (first - start) * 1000
+        row.ttft_ms.append((first - start) * 1000)
+        row.step_ms += steps
+        row.decode_ms += sum(steps)
+        row.decode_tokens += len(steps)
+        row.peak_rss_mb = peak_rss_mb()
+
+
+def benchmark(model, prompts: list[str], configs: list[Config], max_new_tokens: int, repeat: int, warmup: int,
+              chat: bool = True, genai=None) -> list[dict]:
+    """Summaries per configuration (and onnxruntime-genai's AR, when given), alternating every prompt."""
+    prompt_ids = [model.encode_prompt(p, chat=chat) for p in prompts]
+    rows = {c.name: Row(c.name) for c in configs}
+    if genai:
+        rows[genai.name] = Row(genai.name)
+    progress = Progress((warmup + repeat) * len(prompts))
+    for repetition in range(warmup + repeat):
+        for ids in prompt_ids:
+            for config in configs:
+                model.engine.rewind(0)  # no KV reuse between configurations: each pays its own prefill
+                row = rows[config.name] if repetition >= warmup else Row(config.name)
+                run_edgegen(model, ids, {"max_new_tokens": max_new_tokens, **config.options}, row)
+            if genai:
+                genai.run(ids, max_new_tokens, rows[genai.name] if repetition >= warmup else Row(genai.name))
+            progress.step("warm-up" if repetition < warmup else f"repetition {repetition - warmup + 1}")
+    return [row.summary() for row in rows.values()]
+
+
+def print_table(summaries: list[dict]) -> None:
+    header = ["config", "TTFT p50 ms", "prefill tok/s", "decode tok/s", "tok/forward", "step p50 ms", "step p99 ms",
+              "peak RSS MB"]
+    keys = ["config", "ttft_ms_p50", "prefill_tokens_per_s", "decode_tokens_per_s", "tokens_per_forward",
+            "step_ms_p50", "step_ms_p99", "peak_rss_mb"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for s in summaries:
+        print("| " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
+
+
+def plot(summaries: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise EdgegenError("--plot needs matplotlib: pip install -e '.[bench]'") from e
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    names = [s["config"] for s in summaries]
+    axes[0].barh(names, [s["decode_tokens_per_s"] for s in summaries])
+    axes[0].set_xlabel("decode tokens/s")
+    axes[1].barh(names, [s["tokens_per_forward"] for s in summaries])
+    axes[1].set_xlabel("tokens per forward")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def as_json(model_path, summaries: list[dict], settings: dict) -> str:
+    return json.dumps({"model": str(model_path), "settings": settings, "results": summaries}, indent=2)
+

@@ -1,0 +1,35 @@
+"""Weight quantization of an exported fp32 decoder with onnxruntime's own tools.
+
+int8: dynamic quantization (int8 weights per tensor, activations quantized at run time: MatMulInteger);
+cheap extra rows, so it suits block decoding. int4: weight-only MatMulNBits in blocks of 32; the
+smallest and fastest for one token, but each extra row costs more on CPUs without VNNI.
+"""
+import os
+from pathlib import Path
+
+import onnx
+
+QUANTIZED_DTYPES = ("int8", "int4")
+INT4_BLOCK = 32
+
+
+def quantize(src: Path, out: Path, dtype: str, save_graph) -> None:
+    """Quantize every MatMul of the graph at `src` (external data beside it) into `out`."""
+    if dtype == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(src, out, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         use_external_data_format=os.path.getsize(src) + data_size(src) > 1.8e9,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # past com.microsoft ops
+        return
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(os.fspath(src)), block_size=INT4_BLOCK, is_symmetric=True,
+                                     accuracy_level=4)  # int8 compute of the 4-bit weights, as genai's CPU builds
+    quantizer.process()
+    save_graph(quantizer.model.model, out)
+
+
+def data_size(src: Path) -> int:
+    data = Path(f"{src}.data")
+    return data.stat().st_size if data.is_file() else 0

@@ -1,0 +1,79 @@
+"""Quantized exports (int8 dynamic, int4 MatMulNBits) and the `edgegen bench` command."""
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import onnx
+import pytest
+
+from edgegen import EdgegenError, load
+from edgegen.bench import parse_config
+from edgegen.export import export_model
+
+QUANTIZED_OPS = {"int8": "MatMulInteger", "int4": "MatMulNBits"}
+
+
+@pytest.fixture(scope="module")
+def quantized(checkpoints, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quantized")
+    return {dtype: export_model(checkpoints["mars"], root / dtype, dtype=dtype, quiet=True) and root / dtype
+            for dtype in QUANTIZED_OPS}
+
+
+@pytest.mark.parametrize("dtype", QUANTIZED_OPS)
+def test_quantized_export_rewrites_every_matmul_and_runs(quantized, exported, dtype):
+    ops = Counter(node.op_type for node in onnx.load(str(quantized[dtype] / "model.onnx")).graph.node)
+    fp32_ops = Counter(node.op_type for node in onnx.load(str(exported["mars"] / "model.onnx")).graph.node)
+    assert ops[QUANTIZED_OPS[dtype]] == fp32_ops["MatMul"] + fp32_ops["FusedMatMul"]  # the LM head included
+    assert ops["MatMul"] == ops["FusedMatMul"] == 0
+    model = load(quantized[dtype], provider="cpu", max_context=128)
+    assert (model.manifest.weights, model.manifest.dtype) == (dtype, "fp32")
+    verification = model.manifest.verification
+    assert verification["max_abs_logit_diff"] > 0  # it is measured, not assumed
+    result = model.generate("import json", max_new_tokens=8, mode="verify")
+    reference = load(exported["mars"], provider="cpu", max_context=128)
+    assert len(result.token_ids) == 8 and result.stop_reason == "max_new_tokens"
+    if dtype == "int8":  # 8-bit weights stay close to fp32: the tolerance the README reports
+        assert verification["max_abs_logit_diff"] < 0.15 * verification["max_abs_reference_logit"]
+        assert reference.generate("import json", max_new_tokens=1).token_ids == result.token_ids[:1]
+
+
+def test_manifest_cost_curve_is_used_on_the_same_machine(quantized):
+    model = load(quantized["int8"], provider="cpu", max_context=128)
+    recorded = model.manifest.cost_curve
+    assert recorded["sizes"][0] == 1 and len(recorded["seconds"]) == len(recorded["sizes"])
+    assert model.cost_curve.seconds == recorded["seconds"]  # threads=None on both sides: no re-measurement
+    other = load(quantized["int8"], provider="cpu", max_context=128, threads=1)
+    assert other.cost_curve.seconds != recorded["seconds"]  # another thread count measures its own
+
+
+def test_parse_config():
+    assert parse_config("ar").options == {"mode": "ar"}
+    assert parse_config("threshold:0.8@auto").options == {"mode": "threshold", "threshold": 0.8, "block_size": "auto"}
+    assert parse_config("verify@4").options == {"mode": "verify", "block_size": 4}
+    for bad in ("fast", "verify:0.9", "threshold:x", "ar@many"):
+        with pytest.raises(EdgegenError, match="bad configuration"):
+            parse_config(bad)
+
+
+def test_bench_command_json_and_plot(exported, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("import json\nclass A:\n")
+    run = subprocess.run([sys.executable, "-m", "edgegen", "bench", str(exported["mars"]), "--prompts", str(prompts),
+                          "--configs", "ar", "threshold:0.5@4", "--repeat", "2", "--warmup", "1",
+                          "--max-new-tokens", "8", "--json", "--plot", str(tmp_path / "b.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    results = {r["config"]: r for r in json.loads(run.stdout)["results"]}
+    assert set(results) == {"ar", "threshold:0.5@4"}
+    assert all(r["runs"] == 4 and r["decode_tokens_per_s"] > 0 and r["step_ms_p99"] >= r["step_ms_p50"] > 0
+               for r in results.values())
+    assert results["ar"]["tokens_per_forward"] <= 1.0
+    assert (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_bench_compare_needs_a_genai_model(exported):
+    run = subprocess.run([sys.executable, "-m", "edgegen", "bench", str(exported["mars"]), "--compare",
+                          "onnxruntime-genai"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "--genai-model" in run.stderr and "Traceback" not in run.stderr
