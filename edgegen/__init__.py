@@ -1,6 +1,7 @@
 """edgegen: on-device LLM inference with MARS multi-token block decoding."""
 from pathlib import Path
 
+from .models import DEFAULT_MODEL
 from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, Result, Stats
 from .runtime import load as load_model
 from .runtime.compressor import Compressor
@@ -8,7 +9,6 @@ from .runtime.memory import LatentStore
 from .runtime.rag import RagAnswer, rag
 
 __version__ = "0.1.0"
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"  # the small MARS model shipped with edgegen
 
 __all__ = ["DEFAULT_MODEL", "Chat", "Compressor", "EdgegenError", "Generation", "GenerationOptions", "LatentStore",
            "Model", "RagAnswer", "Result", "Stats", "load", "rag"]

@@ -4,6 +4,7 @@ import re
 import sys
 from pathlib import Path
 
+from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError
 from .runtime.compressor import Compressor
 from .runtime.memory import LatentStore
@@ -121,7 +122,8 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     index = sub.add_parser("index", help="add text files (paragraphs; long ones as sentences) to a store")
     index.add_argument("store", type=Path)
     index.add_argument("files", type=Path, nargs="+", help="files, or directories of .txt/.md/.rst files")
-    index.add_argument("--compressor", type=Path, required=True, help="directory made by `edgegen export-memory`")
+    index.add_argument("--compressor", type=Path, default=RAG_COMPRESSOR,
+                       help="directory made by `edgegen export-memory` (default: the bundled one)")
     index.add_argument("--keep-text", action="store_true", help="store the texts too (for --show-sources, --as-text)")
     index.add_argument("--batch-size", type=int, default=32, help="items per atomic commit")
     index.add_argument("--provider", default="auto")
@@ -129,7 +131,8 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     ask = sub.add_parser("ask", help="answer a question from a store")
     ask.add_argument("store", type=Path)
     ask.add_argument("question")
-    ask.add_argument("--generator", type=Path, required=True, help="a model exported with --latent-inputs")
+    ask.add_argument("--generator", type=Path, default=RAG_GENERATOR,
+                     help="a model exported with --latent-inputs (default: the bundled latent-RAG generator)")
     ask.add_argument("--compressor", type=Path, help="default: the one the store was indexed with")
     ask.add_argument("--k", type=int, default=5)
     ask.add_argument("--as-text", action="store_true", help="baseline: give the generator the retrieved texts")

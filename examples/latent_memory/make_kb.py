@@ -7,10 +7,12 @@ from the same HotpotQA context). People are split into train and held-out: no he
 question is ever trained on.
 
     python examples/latent_memory/make_kb.py OUT_DIR [--people 2000]
-writes OUT_DIR/evidence.jsonl, questions_train.jsonl and questions_heldout.jsonl.
+writes OUT_DIR/evidence.jsonl (every fact), evidence_heldout.jsonl (the held-out people's facts),
+questions_train.jsonl and questions_heldout.jsonl.
 """
 import argparse
 import json
+import math
 import random
 from pathlib import Path
 
@@ -53,15 +55,18 @@ def main(out: Path, people: int, heldout_share: float, seed: int) -> None:
                              "entity": name, "attribute": attribute, "value": value})
             facts[name, attribute], answers[name, attribute] = fact_id, value
     split = {"train": [], "heldout": []}
-    for index, name in enumerate(names):
-        part = "heldout" if index < people * heldout_share else "train"
+    heldout_people = set(names[:math.ceil(people * heldout_share)])
+    for name in names:
+        part = "heldout" if name in heldout_people else "train"
         for attribute, (_, _, question) in ATTRIBUTES.items():
             own = [facts[name, a] for a in ATTRIBUTES if a != attribute]
             others = [facts[other, attribute] for other in rng.sample(names, 6) if other != name][:4]
             split[part].append({"question": question.format(name=name), "answer": answers[name, attribute],
                                 "positive_ids": [facts[name, attribute]], "hard_negative_ids": own + others})
     out.mkdir(parents=True, exist_ok=True)
-    for name, rows in [("evidence", evidence), ("questions_train", split["train"]),
+    heldout_evidence = [row for row in evidence if row["entity"] in heldout_people]
+    for name, rows in [("evidence", evidence), ("evidence_heldout", heldout_evidence),
+                       ("questions_train", split["train"]),
                        ("questions_heldout", split["heldout"])]:
         with (out / f"{name}.jsonl").open("w") as f:
             f.writelines(json.dumps(row) + "\n" for row in rows)
