@@ -52,7 +52,8 @@ class Row:
             "decode_tokens_per_s": self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms else 0.0,
             "tokens_per_forward": self.new_tokens / self.forwards if self.forwards else 0.0,
             "step_ms_p50": steps[len(steps) // 2], "step_ms_p99": steps[min(len(steps) - 1, int(len(steps) * 0.99))],
-            "new_tokens": self.new_tokens, "peak_rss_mb": self.peak_rss_mb,
+            "prompt_tokens_mean": self.prompt_tokens / self.runs if self.runs else 0.0, "new_tokens": self.new_tokens,
+            "peak_rss_mb": self.peak_rss_mb,
         }
 
 
@@ -175,10 +176,16 @@ class GenaiRunner:
         row.peak_rss_mb = peak_rss_mb()
 
 
-def benchmark(model, prompts: list[str], configs: list[Config], max_new_tokens: int, repeat: int, warmup: int,
-              chat: bool = True, genai=None) -> list[dict]:
+def synthetic_prompt(model, tokens: int) -> list[int]:
+    """`tokens` arbitrary ids spread over the vocabulary, none special: for speed alone (random-weight models)."""
+    special = set(model.manifest.eos_token_ids) | {model.manifest.mask_token_id, model.manifest.pad_token_id}
+    ids = [(7919 * i) % model.manifest.vocab_size for i in range(1, 4 * tokens)]
+    return [i for i in ids if i not in special][:tokens]
+
+
+def benchmark(model, prompt_ids: list[list[int]], configs: list[Config], max_new_tokens: int, repeat: int,
+              warmup: int, genai=None) -> list[dict]:
     """Summaries per configuration (and onnxruntime-genai's AR, when given), alternating every prompt."""
-    prompt_ids = [model.encode_prompt(p, chat=chat) for p in prompts]
     rows = {c.name: Row(c.name) for c in configs}
     if genai:
         rows[genai.name] = Row(genai.name)

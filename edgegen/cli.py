@@ -37,7 +37,7 @@ def run_export(args) -> int:
     manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
                             args.verify, latent_inputs=args.latent_inputs)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
-    print(f"exported to {args.out} ({manifest.dtype}, max context {manifest.max_context}, {mode})", file=sys.stderr)
+    print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, {mode})", file=sys.stderr)
     return 0
 
 
@@ -175,6 +175,8 @@ def add_bench(commands) -> None:
                                                 "(default: ar, threshold:0.9 and verify on a MARS model)")
     p.add_argument("--prompts", type=Path, help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
     p.add_argument("--raw", action="store_true", help="feed prompts as they are, without the chat template")
+    p.add_argument("--prompt-tokens", type=int, help="instead of prompts: one prompt of N arbitrary token ids "
+                                                     "(speed only, e.g. for random-weight models)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="repetitions run first and not counted")
@@ -196,9 +198,13 @@ def run_bench(args) -> int:
             raise EdgegenError("--compare onnxruntime-genai needs --genai-model DIR, a model its builder made from "
                                "the same checkpoint")
         genai = bench.GenaiRunner(args.genai_model, args.threads)
-    summaries = bench.benchmark(model, bench.read_prompts(args.prompts), configs, args.max_new_tokens, args.repeat,
-                                args.warmup, chat=not args.raw, genai=genai)
+    if args.prompt_tokens:
+        prompt_ids = [bench.synthetic_prompt(model, args.prompt_tokens)]
+    else:
+        prompt_ids = [model.encode_prompt(p, chat=not args.raw) for p in bench.read_prompts(args.prompts)]
+    summaries = bench.benchmark(model, prompt_ids, configs, args.max_new_tokens, args.repeat, args.warmup, genai)
     settings = {"max_new_tokens": args.max_new_tokens, "repeat": args.repeat, "warmup": args.warmup,
+                "prompts": str(args.prompts or ("synthetic" if args.prompt_tokens else "built-in")),
                 "threads": args.threads, "provider": model.engine.provider}
     if args.json:
         print(bench.as_json(model.path, summaries, settings))

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from .models import RAG_COMPRESSOR, RAG_GENERATOR
-from .runtime import EdgegenError
+from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
 from .runtime.memory import LatentStore
 from .runtime.rag import rag
@@ -69,6 +69,9 @@ def run_index(args) -> int:
                           progress=progress)
         print(f"{len(added)} added, {len(items) - len(added)} already there; {len(store)} items in {args.store}",
               file=sys.stderr)
+        if args.ann or (len(store) >= ann.ANN_MIN_ROWS and ann.available() and added):
+            store.build_index()
+            print(f"ANN index (usearch HNSW) built over {len(store)} items", file=sys.stderr)
     return 0
 
 
@@ -126,6 +129,8 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
                        help="directory made by `edgegen export-memory` (default: the bundled one)")
     index.add_argument("--keep-text", action="store_true", help="store the texts too (for --show-sources, --as-text)")
     index.add_argument("--batch-size", type=int, default=32, help="items per atomic commit")
+    index.add_argument("--ann", action="store_true", help="build a usearch HNSW index now (automatic from "
+                                                          f"{ann.ANN_MIN_ROWS:,} items when usearch is installed)")
     index.add_argument("--provider", default="auto")
     index.set_defaults(run=run_index)
     ask = sub.add_parser("ask", help="answer a question from a store")

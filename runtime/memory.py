@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ann
 from .errors import EdgegenError
 
 FORMAT, FORMAT_VERSION = "edgegen-latent-store", 1
@@ -156,6 +157,7 @@ class LatentStore:
         self.records = [Record(**json.loads(line)) for line in lines]
         self.live = np.array([r.id not in deleted for r in self.records], dtype=bool)
         self.row_of = {r.id: i for i, r in enumerate(self.records) if self.live[i]}
+        self._ann = ann.AnnIndex.load(self.path, self.commit["rows"])
 
     def _map_vectors(self) -> None:
         rows = self.commit["rows"]
@@ -253,25 +255,45 @@ class LatentStore:
         write_atomically(self.path / "commit.json", json.dumps(self.commit).encode())
         self._map_vectors()
 
-    def search(self, query: np.ndarray, k: int = 5) -> list[Hit]:
-        """Exact cosine similarity against every live item (fp32 products over the fp16 rows)."""
+    def search(self, query: np.ndarray, k: int = 5, exact: bool = False) -> list[Hit]:
+        """The k most cosine-similar live items. With an ANN index (see build_index) its candidates plus
+        the rows added since are re-scored exactly; without one, or with exact=True, every row is scored."""
         query = np.asarray(query, np.float32).reshape(self.retrieval_dim)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
+        k = min(k, len(self))
+        if not k:
+            return []
+        if self._ann is not None and not exact:
+            rows = np.concatenate([self._ann.candidates(query, k), np.arange(self._ann.rows, len(self.records))])
+            rows = rows[self.live[rows]]
+            if len(rows) >= k:  # else deletions ate the candidates: fall back to exact search
+                return self._top(rows, self._retrieval[rows].astype(np.float32) @ query, k)
+        scores = self._exact_scores(query)
+        scores[~self.live] = -np.inf
+        return self._top(np.arange(len(scores)), scores, k)
+
+    def _exact_scores(self, query: np.ndarray) -> np.ndarray:
         rows = len(self.records)
         if rows * self.retrieval_dim * 4 <= FP32_CACHE_BYTES:  # converting fp16 costs more than the product
             if len(self._fp32) < rows:
                 self._fp32 = np.concatenate([self._fp32, self._retrieval[len(self._fp32):rows].astype(np.float32)])
-            scores = self._fp32 @ query
-        else:
-            scores = np.empty(rows, np.float32)
-            for start in range(0, rows, SEARCH_CHUNK_ROWS):
-                chunk = self._retrieval[start:start + SEARCH_CHUNK_ROWS]
-                scores[start:start + len(chunk)] = chunk.astype(np.float32) @ query
-        scores[~self.live] = -np.inf
-        k = min(k, len(self))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.array([], int)
-        top = top[np.argsort(-scores[top])]
-        return [Hit(self.records[i], float(scores[i]), int(i)) for i in top]
+            return self._fp32 @ query
+        scores = np.empty(rows, np.float32)
+        for start in range(0, rows, SEARCH_CHUNK_ROWS):
+            chunk = self._retrieval[start:start + SEARCH_CHUNK_ROWS]
+            scores[start:start + len(chunk)] = chunk.astype(np.float32) @ query
+        return scores
+
+    def _top(self, rows: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [Hit(self.records[rows[i]], float(scores[i]), int(rows[i])) for i in best]
+
+    def build_index(self) -> None:
+        """Build (or rebuild) the usearch HNSW index over every committed row; needs `edgegen[ann]`."""
+        self._require_writer()
+        ann.build(self.path, self._retrieval, write_atomically)
+        self._ann = ann.AnnIndex.load(self.path, self.commit["rows"])
 
     def latent(self, row: int) -> np.ndarray:
         return np.asarray(self._latents[row], np.float32)
@@ -280,6 +302,7 @@ class LatentStore:
         return {"items": len(self), "deleted": int((~self.live).sum()), "rows": len(self.records),
                 "retrieval_dim": self.retrieval_dim, "latent_dim": self.latent_dim,
                 "bytes": sum((self.path / name).stat().st_size for name in self.FILES),
+                "ann_index_rows": self._ann.rows if self._ann else 0,
                 "compressor": self.info["compressor"]}
 
     def close(self) -> None:

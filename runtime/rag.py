@@ -82,4 +82,4 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
     generation = generator.start(items, **{"max_new_tokens": 32, **options})
     for _ in generation:
         pass
-    return RagAnswer(generation.result.text, hits, len(items), context, generation.result)
+    return RagAnswer(generation.result.text.strip(), hits, len(items), context, generation.result)

@@ -169,3 +169,32 @@ def test_kill_at_every_step_of_an_append_leaves_a_consistent_store(tmp_path, cra
         assert (path / "retrieval.f16").stat().st_size == rows * 16 * 2
         assert (path / "records.jsonl").stat().st_size == store.commit["records_bytes"]
         assert [r.id for r in store.records] == [f"item-{i}" for i in range(rows)]
+
+
+def test_ann_index_matches_exact_search_and_stays_a_cache(tmp_path):
+    pytest.importorskip("usearch")
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((50, 32)).astype(np.float32)
+    vectors = centers[rng.integers(0, 50, 3000)] + 0.3 * rng.standard_normal((3000, 32)).astype(np.float32)
+    path = tmp_path / "s"
+    with LatentStore.open(path, writable=True, retrieval_dim=32, latent_dim=4, compressor=COMPRESSOR) as store:
+        store.append([Record(id=str(i)) for i in range(3000)], vectors, np.zeros((3000, 4)))
+        store.build_index()
+        store.append([Record(id="late")], centers[:1], np.zeros((1, 4)))  # after the index: searched exactly
+        store.delete(["1", "2", "3"])
+    reader = LatentStore.open(path)
+    assert reader.stats()["ann_index_rows"] == 3000
+    queries = centers[:20] + 0.1 * rng.standard_normal((20, 32)).astype(np.float32)
+    found = exact = 0
+    for query in queries:
+        ann_hits = reader.search(query, 10)
+        exact_hits = reader.search(query, 10, exact=True)
+        found += len({h.row for h in ann_hits} & {h.row for h in exact_hits})
+        exact += len(exact_hits)
+        assert [h.score for h in ann_hits] == sorted((h.score for h in ann_hits), reverse=True)
+        assert not {"1", "2", "3"} & {h.record.id for h in ann_hits}
+    assert found / exact >= 0.95
+    assert reader.search(centers[0], 1)[0].record.id == "late"
+    (path / "ann.usearch").write_bytes(b"not an index")  # a damaged cache is ignored, never trusted
+    damaged = LatentStore.open(path)
+    assert damaged.stats()["ann_index_rows"] == 0 and len(damaged.search(queries[0], 10)) == 10

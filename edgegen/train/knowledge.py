@@ -66,7 +66,9 @@ def answer_ids(tokenizer: Tokenizer, answer: str) -> list[int]:
 
 def reader_examples(questions: list[Question], tokenizer: Tokenizer, contexts: int, seed: int) -> list[Example]:
     """Each question over its positives and up to `contexts` - 1 hard negatives, shuffled, as raw text:
-    the generator learns to find the answer among retrieved evidence (the teacher for latent memory)."""
+    the generator learns to find the answer among retrieved evidence (the teacher for latent memory).
+    Answers start with a space: a byte-level BPE gives a word at the start of a line other tokens than
+    mid-sentence, where the evidence has it, and a small model copies identical tokens far more easily."""
     rng = random.Random(seed)
     examples = []
     for q in questions:
@@ -74,6 +76,6 @@ def reader_examples(questions: list[Question], tokenizer: Tokenizer, contexts: i
         shown = q.positives + negatives
         rng.shuffle(shown)
         prompt, _ = build_prompt(tokenizer, PROMPT, q.question, shown)
-        answer = answer_ids(tokenizer, q.answer)
+        answer = answer_ids(tokenizer, " " + q.answer)
         examples.append(Example(prompt + answer, [False] * len(prompt) + [True] * len(answer)))
     return examples

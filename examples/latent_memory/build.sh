@@ -20,5 +20,5 @@ edgegen train reader "$WORK/reader-1" "$WORK/reader" "${KB[@]}" --steps 1200 --l
 edgegen train memory "$WORK/reader" "$WORK/memory" --generator "$WORK/reader" "${KB[@]}" \
     --base-layers 2 --distill-tokens 6 --steps "${MEMORY_STEPS:-800}" --lr 1e-3
 edgegen export "$WORK/reader" "$ROOT/edgegen/models/rag/generator" --latent-inputs --max-context 512 --force
-edgegen export-memory "$WORK/memory" "$ROOT/edgegen/models/rag/compressor" --max-evidence-tokens 64 --force
+edgegen export-memory "$WORK/memory" "$ROOT/edgegen/models/rag/compressor" --force
 python "$ROOT/benchmarks/latent_rag.py" --kb "$WORK/kb"
