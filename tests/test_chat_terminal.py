@@ -78,3 +78,34 @@ def test_quit_command_and_end_of_input_leave(terminal):
     term, _ = terminal
     term.send("/quit", "Enter")
     term.wait_for("EXITED 0")
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    """A model whose prefill of a long system prompt takes seconds on one thread: time to press Ctrl-C."""
+    from edgegen.export import export_model
+    from tiny_models import save_model
+
+    root = tmp_path_factory.mktemp("slow")
+    src = save_model(root / "src", hidden_size=256, num_hidden_layers=4, intermediate_size=512,
+                     max_position_embeddings=8192)
+    return export_model(src, root / "model", quiet=True, verify=False) and root / "model"
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_the_chat(slow_model, tmp_path):
+    system = "'" + "import json, sys " * 250 + "'"
+    term = Terminal([sys.executable, "-m", "edgegen", "chat", str(slow_model), "--threads", "1", "--max-context",
+                     "4096", "--max-new-tokens", "4", "--system", system], {"EDGEGEN_HISTORY": tmp_path / "history"}, f"edgegen-cc-{time.time_ns()}")
+    try:
+        term.wait_for("/help for commands")
+        term.send("first question", "Enter")
+        time.sleep(0.5)
+        term.send("C-c")
+        term.wait_for("cancelled]")
+        assert "press Ctrl-C again" not in term.screen()  # the answer stopped, the chat did not
+        term.send("/reset", "Enter")
+        term.wait_for("[new conversation]")
+        term.send("/quit", "Enter")
+        term.wait_for("EXITED 0")
+    finally:
+        term.close()

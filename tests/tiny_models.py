@@ -21,7 +21,7 @@ def save_tokenizer(out: Path, with_mask: bool, vocab_size: int = 512) -> int:
 
 def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: str = "float32",
                shard: bool = False, config_format: str = "5.x", mars: bool = False, seed: int = 0,
-               vocab_size: int | None = None) -> Path:
+               vocab_size: int | None = None, **config) -> Path:
     """A 2-layer random model; initializer_range 0.2 keeps its logits far from flat, so argmax ties are rare."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -31,12 +31,11 @@ def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: st
     torch.manual_seed(seed)
     classes = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
     config_class, model_class = classes[arch]
-    config = config_class(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                          intermediate_size=128, vocab_size=vocab_size or (vocab + 63) // 64 * 64,
-                          max_position_embeddings=256,
-                          tie_word_embeddings=arch == "qwen2", initializer_range=0.2, eos_token_id=2,
-                          pad_token_id=0)
-    model = model_class(config).to(getattr(torch, dtype))
+    sizes = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 128, "max_position_embeddings": 256, **config}
+    model = model_class(config_class(**sizes, vocab_size=vocab_size or (vocab + 63) // 64 * 64,
+                                     tie_word_embeddings=arch == "qwen2", initializer_range=0.2, eos_token_id=2,
+                                     pad_token_id=0)).to(getattr(torch, dtype))
     model.save_pretrained(out, max_shard_size="100KB" if shard else "5GB")
     if mars or config_format == "4.x":
         rewrite_config(out / "config.json", mars, config_format)
