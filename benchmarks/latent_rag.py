@@ -59,26 +59,31 @@ def main() -> None:
         recall = {1: 0, args.k: 0}
         correct = {"latent": 0, "text": 0, "none": 0}
         tokens = {"latent": [], "text": [], "none": []}
+        context_tokens = {"latent": [], "text": [], "none": []}
         for n, q in enumerate(questions, 1):
             for name, options in (("latent", {}), ("text", {"as_text": True}), ("none", {"k": 0})):
-                answer = rag(q["question"], store, generator, compressor, **{"k": args.k, **options})
+                answer = rag(q["question"], store, generator, compressor, mode="verify", **{"k": args.k, **options})
                 correct[name] += normalize(answer.text) == normalize(q["answer"])
                 tokens[name].append(answer.prompt_tokens)
+                context_tokens[name].append(answer.context_tokens)
                 if name == "latent":
                     ranked = [hit.record.id for hit in answer.hits]
                     recall[1] += ranked[0] in q["positive_ids"]
                     recall[args.k] += bool(set(ranked) & set(q["positive_ids"]))
-            print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr, flush=True)
+            if n % 50 == 0 or n == len(questions):
+                print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
     total = len(questions)
     rows = [{"context": {"latent": f"{args.k} latents", "text": f"{args.k} raw texts", "none": "no context"}[name],
-             "exact_match": correct[name] / total, "prompt_tokens_mean": statistics.mean(tokens[name])}
+             "exact_match": correct[name] / total, "prompt_tokens_mean": statistics.mean(tokens[name]),
+             "context_tokens_mean": statistics.mean(context_tokens[name])}
             for name in ("latent", "text", "none")]
     print(f"held-out: {total} questions over {len(evidence)} evidence items (indexed in {index_s:.1f} s)")
     print(f"retrieval recall@1 {recall[1] / total:.3f}, recall@{args.k} {recall[args.k] / total:.3f}")
-    print("| context | exact match | generator prompt tokens (mean) |\n|---|---|---|")
+    print("| context | exact match | generator prompt tokens (mean) | of which context |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['context']} | {row['exact_match']:.3f} | {row['prompt_tokens_mean']:.1f} |")
+        print(f"| {row['context']} | {row['exact_match']:.3f} | {row['prompt_tokens_mean']:.1f} | "
+              f"{row['context_tokens_mean']:.1f} |")
     save_json(args.out, {"questions": total, "evidence_items": len(evidence), "k": args.k,
                          "recall_at_1": recall[1] / total, f"recall_at_{args.k}": recall[args.k] / total,
                          "answers": rows, "generator": str(args.generator), "compressor": str(args.compressor)})

@@ -14,8 +14,9 @@ from edgegen.export.verify import load_reference
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.rag import PROMPT, build_prompt
 from edgegen.runtime.tokenizer import Tokenizer
-from edgegen.train.memory import (MemoryModel, contrastive_loss, distillation_loss, prompt_embeds, save_memory,
-                                  truncate_layers)
+from edgegen.train.knowledge import Question
+from edgegen.train.memory import (MemoryModel, contrastive_loss, distillation_loss, memory_loss, prompt_embeds,
+                                  save_memory, truncate_layers)
 from edgegen.train.trainer import TOKENIZER_FILES
 
 FACTS = {"ada/city": "Ada Lovelace was born in London.", "ada/year": "Ada Lovelace was born in 1815.",
@@ -34,13 +35,13 @@ def kb(tmp_path_factory):
     return root
 
 
-def memory_model(checkpoints, seed: int = 0) -> MemoryModel:
+def memory_model(checkpoints, seed: int = 0, tune_generator: bool = False) -> MemoryModel:
     base = checkpoints["qwen2_4x"]
     lm = load_reference(base, read_model_spec(base))
     truncate_layers(lm, 1)
     generator = load_reference(checkpoints["mars"], read_model_spec(checkpoints["mars"]))
     torch.manual_seed(seed)
-    model = MemoryModel(lm, generator, retrieval_dim=16, rank=4, alpha=8)
+    model = MemoryModel(lm, generator, retrieval_dim=16, rank=4, alpha=8, tune_generator=tune_generator)
     with torch.no_grad():  # trained-looking weights: B is zero at initialisation
         for name, p in model.named_parameters():
             if p.requires_grad and "lora_B" in name:
@@ -105,6 +106,24 @@ def test_distillation_is_zero_when_the_student_reads_what_the_teacher_reads(chec
                                  same_labels)
         other = distillation_loss(model, tokenizer, [question], {"x": torch.randn(64) * 3}, [[]], eos, 4, same_labels)
     assert same < 1e-5 < other
+
+
+@pytest.mark.parametrize("tune_generator", [False, True])
+def test_gradients_reach_exactly_the_trainable_parts(checkpoints, tune_generator):
+    model = memory_model(checkpoints, tune_generator=tune_generator).train()
+    tokenizer = Tokenizer(checkpoints["mars"])
+    questions = [Question(tokenizer.encode(q, add_special_tokens=False), q, a, [FACTS[i]],
+                          [t for j, t in FACTS.items() if j != i]) for q, a, i in QUESTIONS]
+    losses = memory_loss(model, questions, Tokenizer(checkpoints["qwen2_4x"]), tokenizer, 32, 3, seed=0)
+    assert set(losses) == {"loss", "recon", "contrast"} | ({"latent_answer", "text_answer"} if tune_generator
+                                                           else {"distill"})
+    losses["loss"].backward()
+    grads = {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
+    assert grads["mem_embedding"] and grads["cross_proj.net.0.weight"] and grads["retrieval_proj.0.weight"]
+    assert any(g for name, g in grads.items() if "lora_B.compress" in name)
+    assert any(g for name, g in grads.items() if "lora_B.query" in name)
+    assert not any(g for name, g in grads.items() if name.startswith("lm.") and "lora_" not in name)
+    assert any(g for name, g in grads.items() if name.startswith("generator.")) == tune_generator
 
 
 def edgegen(*args, timeout=600):

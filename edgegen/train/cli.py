@@ -60,9 +60,12 @@ def add_train(commands) -> None:
     memory.add_argument("--alpha", type=float, default=128, help="LoRA alpha (scale = alpha / rank)")
     memory.add_argument("--max-tokens", type=int, default=128, help="evidence is cut to this many tokens")
     memory.add_argument("--distill-tokens", type=int, default=16, help="teacher tokens distilled per question")
+    memory.add_argument("--tune-generator", action="store_true",
+                        help="train the generator too, on gold answers from latents and from text, instead of "
+                             "distilling from it frozen (for small generators; writes OUT/generator)")
     memory.set_defaults(run=lambda a: run("memory_command", a.base, a.generator, a.evidence, a.questions, a.out,
                                           a.base_layers, a.retrieval_dim, a.rank, a.alpha, a.max_tokens,
-                                          a.distill_tokens, config(a), a.epochs, a.resume))
+                                          a.distill_tokens, a.tune_generator, config(a), a.epochs, a.resume))
 
 
 def add_knowledge_options(p) -> None:

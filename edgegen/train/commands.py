@@ -159,13 +159,15 @@ def reader_command(base: Path, evidence: Path, questions: Path, out: Path, conte
 
 def memory_command(base: Path, generator_dir: Path, evidence: Path, questions: Path, out: Path,
                    base_layers: int | None, retrieval_dim: int, rank: int, alpha: float, max_tokens: int,
-                   distill_tokens: int, config: TrainConfig, epochs: float | None, resume: bool) -> None:
-    """Train a latent-memory compressor for a frozen generator; writes the layout `export-memory` reads."""
+                   distill_tokens: int, tune_generator: bool, config: TrainConfig, epochs: float | None,
+                   resume: bool) -> None:
+    """Train a latent-memory compressor for a frozen generator (or, with tune_generator, together with it);
+    writes the layout `export-memory` reads."""
     prepare_out(base, out, resume)
     compressor_lm, _ = load_base(base)
     truncate_layers(compressor_lm, base_layers)
     generator, _ = load_base(generator_dir)
-    model = MemoryModel(compressor_lm, generator, retrieval_dim, rank, alpha)
+    model = MemoryModel(compressor_lm, generator, retrieval_dim, rank, alpha, tune_generator=tune_generator)
     generator_tokenizer = Tokenizer(generator_dir)
     examples = read_questions(evidence, questions, generator_tokenizer)
     loss = partial(memory_loss, tokenizer=Tokenizer(base), generator_tokenizer=generator_tokenizer,

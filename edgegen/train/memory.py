@@ -22,7 +22,7 @@ from torch import nn
 from ..export.checkpoint import Weights
 from ..runtime.rag import PROMPT, build_prompt
 from ..runtime.tokenizer import Tokenizer
-from .knowledge import Question
+from .knowledge import Question, answer_ids
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 DECODE = ATTENTION + ("gate_proj", "up_proj")  # the reference's decode adapter also adapts the MLP
@@ -78,10 +78,12 @@ def add_adapters(lm: nn.Module, targets: dict[str, tuple[str, ...]], rank: int, 
 
 class MemoryModel(nn.Module):
     def __init__(self, compressor_lm: nn.Module, generator: nn.Module, retrieval_dim: int, rank: int, alpha: float,
-                 dropout: float = 0.05):
+                 dropout: float = 0.05, tune_generator: bool = False):
         super().__init__()
-        for p in list(compressor_lm.parameters()) + list(generator.parameters()):
+        frozen = list(compressor_lm.parameters()) + ([] if tune_generator else list(generator.parameters()))
+        for p in frozen:
             p.requires_grad_(False)
+        self.tune_generator = tune_generator
         self.switch = AdapterSwitch()
         add_adapters(compressor_lm, {"compress": ATTENTION, "query": ATTENTION, "decode": DECODE}, rank, alpha,
                      dropout, self.switch)
@@ -126,18 +128,22 @@ def logits_of(lm: nn.Module, embeds: list[torch.Tensor]) -> torch.Tensor:
     return lm(inputs_embeds=batch, attention_mask=mask, position_ids=positions).logits
 
 
+def answer_loss(lm: nn.Module, prompts: list[torch.Tensor], answers: list[list[int]]) -> torch.Tensor:
+    """Cross-entropy of each answer, teacher-forced after its prompt (prompts as input embeddings)."""
+    table = lm.get_input_embeddings()
+    logits = logits_of(lm, [torch.cat([p, table(torch.tensor(a[:-1]))]) for p, a in zip(prompts, answers)])
+    labels = torch.full(logits.shape[:2], -100, dtype=torch.long)
+    for row, a in enumerate(answers):  # right-aligned: the last len(a) outputs predict the answer
+        labels[row, logits.shape[1] - len(a):] = torch.tensor(a)
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
 def reconstruction_loss(model: MemoryModel, h: torch.Tensor, texts: list[list[int]], eos: int) -> torch.Tensor:
     """The decode adapter reads [h | x_1..x_{n-1}] and predicts x_1..x_n: the latent must hold the text."""
     model.switch.active = "decode"
-    targets = [ids + [eos] for ids in texts]
-    embeds = [torch.cat([h[i:i + 1], model.lm.model.embed_tokens(torch.tensor(t[:-1]))]) for i, t in enumerate(targets)]
-    logits = logits_of(model.lm, embeds)
+    loss = answer_loss(model.lm, [row[None] for row in h], [ids + [eos] for ids in texts])
     model.switch.active = None
-    length = logits.shape[1]
-    labels = torch.full(logits.shape[:2], -100, dtype=torch.long)
-    for row, t in enumerate(targets):
-        labels[row, length - len(t):] = torch.tensor(t)
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    return loss
 
 
 def contrastive_loss(queries: torch.Tensor, keys: torch.Tensor, positives: list[list[int]],
@@ -211,10 +217,20 @@ def memory_loss(model: MemoryModel, questions: list[Question], tokenizer: Tokeni
     recon = reconstruction_loss(model, h, key_ids, special_eos(tokenizer))
     projected = model.cross_proj(h)
     latents = {text: projected[i] for i, text in enumerate(keys)}
-    distill = distillation_loss(model, generator_tokenizer, questions, latents, shown_negatives,
-                                special_eos(generator_tokenizer), distill_steps)
-    total = WEIGHTS["recon"] * recon + WEIGHTS["contrast"] * contrast + WEIGHTS["distill"] * distill
-    return {"loss": total, "recon": recon, "contrast": contrast, "distill": distill}
+    losses = {"recon": recon, "contrast": contrast}
+    if model.tune_generator:  # no frozen teacher: the generator learns the gold answers from latents and from text
+        answers = [answer_ids(generator_tokenizer, " " + q.answer) for q in questions]
+        shown = [q.positives + negatives for q, negatives in zip(questions, shown_negatives)]
+        for name, contexts in (("latent_answer", [[latents[t] for t in texts] for texts in shown]),
+                               ("text_answer", shown)):
+            prompts = [prompt_embeds(model.generator, generator_tokenizer, q.question, c)
+                       for q, c in zip(questions, contexts)]
+            losses[name] = answer_loss(model.generator, prompts, answers)
+    else:
+        losses["distill"] = distillation_loss(model, generator_tokenizer, questions, latents, shown_negatives,
+                                              special_eos(generator_tokenizer), distill_steps)
+    total = sum(WEIGHTS.get(name, 1.0) * value for name, value in losses.items())
+    return {"loss": total, **losses}
 
 
 def special_eos(tokenizer: Tokenizer) -> int:
@@ -250,9 +266,15 @@ def save_memory(model: MemoryModel, base: Path, generator_dir: Path, out: Path, 
     for name in tokenizer_files:
         if (base / name).is_file():
             shutil.copy2(base / name, out / "base" / name)
+    if model.tune_generator:  # the generator changed: it ships beside the compressor
+        model.generator.save_pretrained(out / "generator")
+        for name in tokenizer_files:
+            if (generator_dir / name).is_file():
+                shutil.copy2(generator_dir / name, out / "generator" / name)
+        generator_dir = out / "generator"
     config = {"lora_scale": model.lora_scale, "max_evidence_tokens": max_tokens,
               "generator": {"path": str(generator_dir), "hidden_size": model.generator.config.hidden_size,
-                            "weights_sha256": Weights(generator_dir).sha256()}}
+                            "weights_sha256": Weights(generator_dir).sha256(), "tuned": model.tune_generator}}
     (out / "memory_config.json").write_text(json.dumps(config, indent=2) + "\n")
     with (out / "train_log.jsonl").open("w") as f:
         f.writelines(json.dumps(row) + "\n" for row in log)
