@@ -189,7 +189,7 @@ def benchmark(model, prompt_ids: list[list[int]], configs: list[Config], max_new
     rows = {c.name: Row(c.name) for c in configs}
     if genai:
         rows[genai.name] = Row(genai.name)
-    progress = Progress((warmup + repeat) * len(prompts))
+    progress = Progress((warmup + repeat) * len(prompt_ids))
     for repetition in range(warmup + repeat):
         for ids in prompt_ids:
             for config in configs:

@@ -103,8 +103,7 @@ def transformer(g: GraphBuilder, spec: ModelSpec, weights, embeds: str, seqlens_
         attn = linear(g, attn, weights, [f"{p}.self_attn.o_proj"], spec.o_bias)
         x, residual = skip_norm(g, attn, residual, weights.get(f"{p}.post_attention_layernorm.weight"),
                                 f"{p}.post_attention_layernorm.weight", eps)
-        gate, up = g.op("Split", [linear(g, x, weights, [f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"], spec.mlp_bias),
-                                  g.const([spec.intermediate_size] * 2)], 2, axis=-1)
+        gate, up = (linear(g, x, weights, [f"{p}.mlp.{t}_proj"], spec.mlp_bias) for t in ("gate", "up"))
         mlp = linear(g, g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]), weights,
                      [f"{p}.mlp.down_proj"], spec.mlp_bias)
         next_norm = f"model.layers.{i + 1}.input_layernorm.weight" if i + 1 < spec.num_layers else "model.norm.weight"

@@ -27,7 +27,33 @@ def quantize(src: Path, out: Path, dtype: str, save_graph) -> None:
     quantizer = MatMulNBitsQuantizer(onnx.load(os.fspath(src)), block_size=INT4_BLOCK, is_symmetric=True,
                                      accuracy_level=4)  # int8 compute of the 4-bit weights, as genai's CPU builds
     quantizer.process()
-    save_graph(quantizer.model.model, out)
+    save_graph(fold_biases(quantizer.model.model), out)
+
+
+def fold_biases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Move each constant bias Add behind a MatMulNBits into the op's own bias input: one kernel less per
+    projection, which at one token per step is a measurable share of the time."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    removed = []
+    for node in graph.node:
+        users = consumers.get(node.output[0], [])
+        if node.op_type != "MatMulNBits" or len(users) != 1 or users[0].op_type != "Add" or len(node.input) > 4:
+            continue
+        add = users[0]
+        bias = next((name for name in add.input if name in constants), None)
+        if bias is None:
+            continue
+        node.input.extend([""] * (5 - len(node.input)) + [bias])  # A, B, scales, zero_points, g_idx, bias
+        node.output[0] = add.output[0]
+        removed.append(add)
+    for add in removed:
+        graph.node.remove(add)
+    return model
 
 
 def data_size(src: Path) -> int:

@@ -18,7 +18,7 @@ KB=(--evidence "$WORK/kb/evidence.jsonl" --questions "$WORK/kb/questions_train.j
 python "$HERE/make_kb.py" "$WORK/kb"
 edgegen train reader "$BASE" "$WORK/reader" "${KB[@]}" --batch-size 16 --steps 520 --lr 5e-4
 edgegen train memory "$WORK/reader" "$WORK/memory" --generator "$WORK/reader" "${KB[@]}" --batch-size 8 \
-    --base-layers 2 --steps 1500 --lr 1e-3 --tune-generator
+    --base-layers 2 --steps 700 --lr 1e-3 --tune-generator
 edgegen export "$WORK/memory/generator" "$ROOT/edgegen/models/rag/generator" --latent-inputs --max-context 512 --force
 edgegen export-memory "$WORK/memory" "$ROOT/edgegen/models/rag/compressor" --force
 python "$ROOT/benchmarks/latent_rag.py" --kb "$WORK/kb"
