@@ -56,4 +56,7 @@ def test_rag_command_needs_no_model_paths(kb, store):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
-    assert len(answer["sources"]) == 5 and answer["context_tokens"] < 5 * 8
+    tokenizer = load(RAG_GENERATOR, provider="cpu").tokenizer
+    labels = [("\n" if i > 1 else "") + f"Latent context {i}: " for i in range(1, 6)]
+    one_position_each = sum(len(tokenizer.encode(label, add_special_tokens=False)) + 1 for label in labels)
+    assert len(answer["sources"]) == 5 and answer["context_tokens"] == one_position_each
