@@ -37,7 +37,8 @@ def run_export(args) -> int:
     manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
                             args.verify, latent_inputs=args.latent_inputs)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
-    print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, {mode})", file=sys.stderr)
+    print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, "
+          f"{mode})", file=sys.stderr)
     return 0
 
 
@@ -173,7 +174,8 @@ def add_bench(commands) -> None:
     add_model_options(p)
     p.add_argument("--configs", nargs="+", help="MODE[:THRESHOLD][@BLOCK], e.g. ar threshold:0.9@auto verify@4 "
                                                 "(default: ar, threshold:0.9 and verify on a MARS model)")
-    p.add_argument("--prompts", type=Path, help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
+    p.add_argument("--prompts", type=Path,
+                   help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
     p.add_argument("--raw", action="store_true", help="feed prompts as they are, without the chat template")
     p.add_argument("--prompt-tokens", type=int, help="instead of prompts: one prompt of N arbitrary token ids "
                                                      "(speed only, e.g. for random-weight models)")

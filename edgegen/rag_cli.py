@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
+from .runtime.jsonl import jsonl_rows
 from .runtime.compressor import Compressor
 from .runtime.memory import LatentStore
 from .runtime.rag import rag
@@ -31,14 +32,8 @@ def evidence_items(path: Path) -> list[dict]:
 
 def jsonl_items(path: Path) -> list[dict]:
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EdgegenError(f"{path}:{number} is not valid JSON ({e})") from e
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+    for number, row in jsonl_rows(path):
+        if not isinstance(row.get("text"), str):
             raise EdgegenError(f'{path}:{number} has no "text"; each JSONL row needs one')
         keep = {key: row[key] for key in ("id", "text", "source", "metadata") if key in row}
         items.append({"source": f"{path}:{number}", **keep})

@@ -95,7 +95,8 @@ def slow_model(tmp_path_factory):
 def test_ctrl_c_stops_the_answer_and_keeps_the_chat(slow_model, tmp_path):
     system = "'" + "import json, sys " * 250 + "'"
     term = Terminal([sys.executable, "-m", "edgegen", "chat", str(slow_model), "--threads", "1", "--max-context",
-                     "4096", "--max-new-tokens", "4", "--system", system], {"EDGEGEN_HISTORY": tmp_path / "history"}, f"edgegen-cc-{time.time_ns()}")
+                     "4096", "--max-new-tokens", "4", "--system", system], {"EDGEGEN_HISTORY": tmp_path / "history"},
+                    f"edgegen-cc-{time.time_ns()}")
     try:
         term.wait_for("/help for commands")
         term.send("first question", "Enter")

@@ -1,10 +1,10 @@
 """Training examples: token ids plus which positions are trained on (assistant tokens, or all of a text)."""
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..runtime.errors import EdgegenError
+from ..runtime.jsonl import jsonl_rows
 from ..runtime.tokenizer import Tokenizer
 
 
@@ -39,22 +39,15 @@ def text_examples(tokenizer: Tokenizer, text: str, max_length: int, eos_id: int)
 def read_examples(path: Path, tokenizer: Tokenizer, max_length: int, eos_id: int) -> list[Example]:
     """JSONL rows with "messages" (chat; loss on assistant turns) or "text" (loss on everything)."""
     examples, skipped = [], 0
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EdgegenError(f"{path}:{number} is not valid JSON ({e})") from e
-            if "messages" in row:
-                example = chat_example(tokenizer, row["messages"], max_length)
-                skipped += example is None
-                examples += [example] if example else []
-            elif "text" in row:
-                examples += text_examples(tokenizer, row["text"], max_length, eos_id)
-            else:
-                raise EdgegenError(f'{path}:{number} has neither "messages" nor "text"; each JSONL row needs one')
+    for number, row in jsonl_rows(path):
+        if "messages" in row:
+            example = chat_example(tokenizer, row["messages"], max_length)
+            skipped += example is None
+            examples += [example] if example else []
+        elif "text" in row:
+            examples += text_examples(tokenizer, row["text"], max_length, eos_id)
+        else:
+            raise EdgegenError(f'{path}:{number} has neither "messages" nor "text"; each JSONL row needs one')
     if not examples:
         raise EdgegenError(f"{path} gave no training examples (skipped {skipped} longer than --max-length "
                            f"{max_length} or without an assistant turn)")

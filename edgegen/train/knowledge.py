@@ -4,12 +4,12 @@ Two files: evidence JSONL ({"id", "text"}) and questions JSONL ({"question", "an
 "hard_negative_ids"}), as examples/latent_memory/make_kb.py writes them. Prompts are built with the
 runtime's own `build_prompt`, so training sees the token segmentation that inference sees.
 """
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..runtime.errors import EdgegenError
+from ..runtime.jsonl import jsonl_rows
 from ..runtime.rag import PROMPT, build_prompt
 from ..runtime.tokenizer import Tokenizer
 from .data import Example
@@ -26,18 +26,11 @@ class Question:
 
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
     rows = []
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EdgegenError(f"{path}:{number} is not valid JSON ({e})") from e
-            missing = [key for key in required if key not in row]
-            if missing:
-                raise EdgegenError(f"{path}:{number} lacks {', '.join(missing)}; each row needs {', '.join(required)}")
-            rows.append(row)
+    for number, row in jsonl_rows(path):
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise EdgegenError(f"{path}:{number} lacks {', '.join(missing)}; each row needs {', '.join(required)}")
+        rows.append(row)
     if not rows:
         raise EdgegenError(f"{path} holds no rows")
     return rows
