@@ -56,7 +56,7 @@ def main() -> None:
             store.add([{"id": row["id"], "text": row["text"]} for row in evidence], compressor, keep_text=True)
         index_s = time.perf_counter() - started
         store = LatentStore.open(Path(tmp) / "store")
-        recall = {1: 0, args.k: 0}
+        top1 = top_k = 0
         correct = {"latent": 0, "text": 0, "none": 0}
         tokens = {"latent": [], "text": [], "none": []}
         context_tokens = {"latent": [], "text": [], "none": []}
@@ -68,8 +68,8 @@ def main() -> None:
                 context_tokens[name].append(answer.context_tokens)
                 if name == "latent":
                     ranked = [hit.record.id for hit in answer.hits]
-                    recall[1] += ranked[0] in q["positive_ids"]
-                    recall[args.k] += bool(set(ranked) & set(q["positive_ids"]))
+                    top1 += ranked[0] in q["positive_ids"]
+                    top_k += bool(set(ranked) & set(q["positive_ids"]))
             if n % 50 == 0 or n == len(questions):
                 print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -79,13 +79,13 @@ def main() -> None:
              "context_tokens_mean": statistics.mean(context_tokens[name])}
             for name in ("latent", "text", "none")]
     print(f"held-out: {total} questions over {len(evidence)} evidence items (indexed in {index_s:.1f} s)")
-    print(f"retrieval recall@1 {recall[1] / total:.3f}, recall@{args.k} {recall[args.k] / total:.3f}")
+    print(f"retrieval recall@1 {top1 / total:.3f}, recall@{args.k} {top_k / total:.3f}")
     print("| context | exact match | generator prompt tokens (mean) | of which context |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['context']} | {row['exact_match']:.3f} | {row['prompt_tokens_mean']:.1f} | "
               f"{row['context_tokens_mean']:.1f} |")
     save_json(args.out, {"questions": total, "evidence_items": len(evidence), "k": args.k,
-                         "recall_at_1": recall[1] / total, f"recall_at_{args.k}": recall[args.k] / total,
+                         "recall_at_1": top1 / total, f"recall_at_{args.k}": top_k / total,
                          "answers": rows, "generator": str(args.generator), "compressor": str(args.compressor)})
 
 
