@@ -143,7 +143,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
             if (src / name).is_file():
                 shutil.copy2(src / name, staging / name)
         manifest = make_manifest(src, spec, weights, compute, max_context)
-        manifest.weights = dtype
+        manifest.weights = dtype if quantized else ""  # set only when it differs from dtype
         if latent_inputs:
             manifest.graph.latent_embeds, manifest.graph.latent_mask = LATENT_EMBEDS, LATENT_MASK
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
