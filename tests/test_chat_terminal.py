@@ -24,13 +24,17 @@ class Terminal:
                               text=True, check=True).stdout
 
     def wait_for(self, text: str, count: int = 1, timeout: float = 60) -> str:
+        return self.wait_until(lambda screen: screen.count(text) >= count, timeout,
+                               f"{text!r} did not appear {count} time(s)")
+
+    def wait_until(self, condition, timeout: float = 60, failure: str = "condition not met") -> str:
         deadline = time.time() + timeout
         while time.time() < deadline:
             screen = self.screen()
-            if screen.count(text) >= count:
+            if condition(screen):
                 return screen
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} did not appear {count} time(s); screen:\n{self.screen()}")
+            time.sleep(0.1)
+        raise AssertionError(f"{failure}; screen:\n{self.screen()}")
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
@@ -81,32 +85,43 @@ def test_quit_command_and_end_of_input_leave(terminal):
 
 
 @pytest.fixture(scope="module")
-def slow_model(tmp_path_factory):
-    """A model whose prefill of a long system prompt takes seconds on one thread: time to press Ctrl-C."""
+def endless_model(tmp_path_factory):
+    """A model with no end-of-sequence token, ~250 tokens/s on one thread: its answers last until stopped."""
+    import json
+
     from edgegen.export import export_model
     from tiny_models import save_model
 
-    root = tmp_path_factory.mktemp("slow")
+    root = tmp_path_factory.mktemp("endless")
     src = save_model(root / "src", hidden_size=256, num_hidden_layers=4, intermediate_size=512,
                      max_position_embeddings=8192)
-    return export_model(src, root / "model", quiet=True, verify=False) and root / "model"
+    export_model(src, root / "model", quiet=True, verify=False)
+    manifest = root / "model" / "edgegen.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "eos_token_ids": []}))
+    return root / "model"
 
 
-def test_ctrl_c_stops_the_answer_and_keeps_the_chat(slow_model, tmp_path):
-    system = "'" + "import json, sys " * 250 + "'"
-    term = Terminal([sys.executable, "-m", "edgegen", "chat", str(slow_model), "--threads", "1", "--max-context",
-                     "4096", "--max-new-tokens", "4", "--system", system], {"EDGEGEN_HISTORY": tmp_path / "history"},
+def test_ctrl_c_stops_the_answer_and_keeps_the_chat(endless_model, tmp_path):
+    term = Terminal([sys.executable, "-m", "edgegen", "chat", str(endless_model), "--threads", "1",
+                     "--max-context", "8192", "--max-new-tokens", "4000"], {"EDGEGEN_HISTORY": tmp_path / "history"},
                     f"edgegen-cc-{time.time_ns()}")
     try:
         term.wait_for("/help for commands")
         term.send("first question", "Enter")
-        time.sleep(0.5)
+        term.wait_until(answer_is_streaming)
         term.send("C-c")
-        term.wait_for("cancelled]")
-        assert "press Ctrl-C again" not in term.screen()  # the answer stopped, the chat did not
+        screen = term.wait_for("cancelled]")
+        assert "max_new_tokens]" not in screen  # stopped by the key, not by running out of tokens
+        assert "press Ctrl-C again" not in screen  # the answer stopped, the chat did not
         term.send("/reset", "Enter")
         term.wait_for("[new conversation]")
         term.send("/quit", "Enter")
         term.wait_for("EXITED 0")
     finally:
         term.close()
+
+
+def answer_is_streaming(screen: str) -> bool:
+    """Some answer text is on screen below the question, and no footer yet."""
+    after = screen.split("> first question", 1)[-1] if "> first question" in screen else ""
+    return bool(after.strip()) and "tokens/forward" not in after
