@@ -1,4 +1,5 @@
 import os
+import shutil
 import tempfile
 
 os.environ["EDGEGEN_CACHE"] = tempfile.mkdtemp(prefix="edgegen-test-cache-")  # never the user's cache
@@ -7,6 +8,10 @@ import pytest  # noqa: E402
 
 from edgegen.export import export_model  # noqa: E402
 from tiny_models import save_model  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["EDGEGEN_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
