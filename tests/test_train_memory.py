@@ -102,9 +102,10 @@ def test_distillation_is_zero_when_the_student_reads_what_the_teacher_reads(chec
     same_labels = {**PROMPT, "label": PROMPT["text_label"]}  # teacher and student prompts then match token for token
     eos = tokenizer.fast.token_to_id(tokenizer.special_tokens["eos_token"])
     with torch.no_grad():
-        same = distillation_loss(model, tokenizer, [question], {"x": table(torch.tensor(token))[0]}, [[]], eos, 4,
+        same = distillation_loss(model, tokenizer, [question], {"x": table(torch.tensor(token))[0]}, [["x"]], eos, 4,
                                  same_labels)
-        other = distillation_loss(model, tokenizer, [question], {"x": torch.randn(64) * 3}, [[]], eos, 4, same_labels)
+        other = distillation_loss(model, tokenizer, [question], {"x": torch.randn(64) * 3}, [["x"]], eos, 4,
+                                  same_labels)
     assert same < 1e-5 < other
 
 

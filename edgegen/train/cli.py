@@ -42,8 +42,7 @@ def add_train(commands) -> None:
                             description="The teacher for `train memory`: questions over their evidence plus hard "
                                         "negatives, in the prompt layout of `edgegen rag --as-text`.")
     add_training_options(reader, data=False)
-    add_knowledge_options(reader)
-    reader.add_argument("--contexts", type=int, default=5, help="evidence items per prompt at most (rag's --k)")
+    add_knowledge_options(reader, contexts=5)
     reader.set_defaults(run=lambda a: run("reader_command", a.base, a.evidence, a.questions, a.out, a.contexts,
                                           config(a), a.epochs, a.resume))
 
@@ -51,7 +50,7 @@ def add_train(commands) -> None:
                             description="Reconstruction + InfoNCE with hard negatives + distillation from the "
                                         "generator reading raw text; writes what `edgegen export-memory` reads.")
     add_training_options(memory, data=False)
-    add_knowledge_options(memory)
+    add_knowledge_options(memory, contexts=4)
     memory.add_argument("--generator", type=Path, required=True,
                         help="the generator's Hugging Face checkpoint (frozen; the latents are made for it)")
     memory.add_argument("--base-layers", type=int, help="keep only the first N layers of BASE")
@@ -65,13 +64,16 @@ def add_train(commands) -> None:
                              "distilling from it frozen (for small generators; writes OUT/generator)")
     memory.set_defaults(run=lambda a: run("memory_command", a.base, a.generator, a.evidence, a.questions, a.out,
                                           a.base_layers, a.retrieval_dim, a.rank, a.alpha, a.max_tokens,
-                                          a.distill_tokens, a.tune_generator, config(a), a.epochs, a.resume))
+                                          a.distill_tokens, a.tune_generator, a.contexts, config(a), a.epochs,
+                                          a.resume))
 
 
-def add_knowledge_options(p) -> None:
+def add_knowledge_options(p, contexts: int) -> None:
     p.add_argument("--evidence", type=Path, required=True, help='JSONL rows {"id", "text"}')
     p.add_argument("--questions", type=Path, required=True,
                    help='JSONL rows {"question", "answer", "positive_ids", "hard_negative_ids"}')
+    p.add_argument("--contexts", type=int, default=contexts,
+                   help=f"evidence items per prompt at most, the right one plus hard negatives (default {contexts})")
 
 
 def add_training_options(p, data: bool = True) -> None:

@@ -159,8 +159,8 @@ def reader_command(base: Path, evidence: Path, questions: Path, out: Path, conte
 
 def memory_command(base: Path, generator_dir: Path, evidence: Path, questions: Path, out: Path,
                    base_layers: int | None, retrieval_dim: int, rank: int, alpha: float, max_tokens: int,
-                   distill_tokens: int, tune_generator: bool, config: TrainConfig, epochs: float | None,
-                   resume: bool) -> None:
+                   distill_tokens: int, tune_generator: bool, contexts: int, config: TrainConfig,
+                   epochs: float | None, resume: bool) -> None:
     """Train a latent-memory compressor for a frozen generator (or, with tune_generator, together with it);
     writes the layout `export-memory` reads."""
     prepare_out(base, out, resume)
@@ -171,6 +171,6 @@ def memory_command(base: Path, generator_dir: Path, evidence: Path, questions: P
     generator_tokenizer = Tokenizer(generator_dir)
     examples = read_questions(evidence, questions, generator_tokenizer)
     loss = partial(memory_loss, tokenizer=Tokenizer(base), generator_tokenizer=generator_tokenizer,
-                   max_tokens=max_tokens, distill_steps=distill_tokens, seed=config.seed)
+                   max_tokens=max_tokens, distill_steps=distill_tokens, contexts=contexts, seed=config.seed)
     log = train(model, examples, loss, steps_for(config, epochs, examples), out, resume)
     save_memory(model, base, generator_dir, out, max_tokens, log, TOKENIZER_FILES)

@@ -57,6 +57,12 @@ def answer_ids(tokenizer: Tokenizer, answer: str) -> list[int]:
     return tokenizer.encode(full[len(prompt):].rstrip("\n"), add_special_tokens=False)
 
 
+def shown_evidence(q: Question, contexts: int, rng: random.Random) -> list[str]:
+    """The question's positives and 0 or more random hard negatives, `contexts` items at most."""
+    extra = rng.randint(0, max(0, contexts - len(q.positives)))
+    return q.positives + rng.sample(q.negatives, min(len(q.negatives), extra))
+
+
 def reader_examples(questions: list[Question], tokenizer: Tokenizer, contexts: int, seed: int) -> list[Example]:
     """Each question over its positives and up to `contexts` - 1 hard negatives, shuffled, as raw text:
     the generator learns to find the answer among retrieved evidence (the teacher for latent memory).
@@ -65,8 +71,7 @@ def reader_examples(questions: list[Question], tokenizer: Tokenizer, contexts: i
     rng = random.Random(seed)
     examples = []
     for q in questions:
-        negatives = rng.sample(q.negatives, min(len(q.negatives), rng.randint(0, contexts - len(q.positives))))
-        shown = q.positives + negatives
+        shown = shown_evidence(q, contexts, rng)
         rng.shuffle(shown)
         prompt, _ = build_prompt(tokenizer, PROMPT, q.question, shown)
         answer = answer_ids(tokenizer, " " + q.answer)

@@ -22,7 +22,7 @@ from torch import nn
 from ..export.checkpoint import Weights
 from ..runtime.rag import PROMPT, build_prompt
 from ..runtime.tokenizer import Tokenizer
-from .knowledge import Question, answer_ids
+from .knowledge import Question, answer_ids, shown_evidence
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 DECODE = ATTENTION + ("gate_proj", "up_proj")  # the reference's decode adapter also adapts the MLP
@@ -185,15 +185,14 @@ def teacher_tokens(generator: nn.Module, prompts: list[torch.Tensor], steps: int
 
 
 def distillation_loss(model: MemoryModel, tokenizer: Tokenizer, questions: list[Question], latents: dict,
-                      negatives: list[list[str]], eos: int, steps: int, layout: dict = PROMPT) -> torch.Tensor:
+                      shown: list[list[str]], eos: int, steps: int, layout: dict = PROMPT) -> torch.Tensor:
     """Forward KL(teacher || student) over the teacher's greedy answer, teacher-forced in both."""
     table = model.generator.get_input_embeddings()
     teacher = [prompt_embeds(model.generator, tokenizer, q.question, q.positives, layout) for q in questions]
     tokens, teacher_probs = teacher_tokens(model.generator, teacher, steps)
     student = []
-    for q, shown, answer in zip(questions, negatives, tokens):
-        contexts = [latents[text] for text in q.positives + shown]
-        prompt = prompt_embeds(model.generator, tokenizer, q.question, contexts, layout)
+    for q, texts, answer in zip(questions, shown, tokens):
+        prompt = prompt_embeds(model.generator, tokenizer, q.question, [latents[t] for t in texts], layout)
         student.append(torch.cat([prompt, table(answer[:-1])]))
     student_logp = logits_of(model.generator, student)[:, -steps:].log_softmax(-1)
     after_eos = (tokens == eos).long().cumsum(-1) - (tokens == eos).long()  # positions past the first eos
@@ -202,10 +201,11 @@ def distillation_loss(model: MemoryModel, tokenizer: Tokenizer, questions: list[
 
 
 def memory_loss(model: MemoryModel, questions: list[Question], tokenizer: Tokenizer, generator_tokenizer: Tokenizer,
-                max_tokens: int, distill_steps: int, seed: int) -> dict:
-    """The three objectives on one batch of questions."""
+                max_tokens: int, distill_steps: int, seed: int, contexts: int = 4) -> dict:
+    """The three objectives on one batch of questions; the generator sees its right evidence plus hard
+    negatives, `contexts` items at most."""
     rng = random.Random(seed + zlib.crc32("\n".join(q.question for q in questions).encode()))  # same on resume
-    shown_negatives = [rng.sample(q.negatives, min(len(q.negatives), rng.randint(0, 3))) for q in questions]
+    shown = [shown_evidence(q, contexts, rng) for q in questions]
     keys = list(dict.fromkeys(t for q in questions for t in q.positives + q.negatives))
     key_ids = [tokenizer.encode(t, add_special_tokens=True)[:max_tokens] for t in keys]
     h = model.encode(key_ids, "compress")
@@ -220,14 +220,13 @@ def memory_loss(model: MemoryModel, questions: list[Question], tokenizer: Tokeni
     losses = {"recon": recon, "contrast": contrast}
     if model.tune_generator:  # no frozen teacher: the generator learns the gold answers from latents and from text
         answers = [answer_ids(generator_tokenizer, " " + q.answer) for q in questions]
-        shown = [q.positives + negatives for q, negatives in zip(questions, shown_negatives)]
-        for name, contexts in (("latent_answer", [[latents[t] for t in texts] for texts in shown]),
+        for name, evidence in (("latent_answer", [[latents[t] for t in texts] for texts in shown]),
                                ("text_answer", shown)):
-            prompts = [prompt_embeds(model.generator, generator_tokenizer, q.question, c)
-                       for q, c in zip(questions, contexts)]
+            prompts = [prompt_embeds(model.generator, generator_tokenizer, q.question, e)
+                       for q, e in zip(questions, evidence)]
             losses[name] = answer_loss(model.generator, prompts, answers)
     else:
-        losses["distill"] = distillation_loss(model, generator_tokenizer, questions, latents, shown_negatives,
+        losses["distill"] = distillation_loss(model, generator_tokenizer, questions, latents, shown,
                                               special_eos(generator_tokenizer), distill_steps)
     total = sum(WEIGHTS.get(name, 1.0) * value for name, value in losses.items())
     return {"loss": total, **losses}
