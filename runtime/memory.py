@@ -5,7 +5,8 @@ Layout of a store directory:
     retrieval.f16       normalized retrieval vectors, one fp16 row per item, append-only
     latents.f16         projected generator latents, one fp16 row per item, append-only
     records.jsonl       one line per row: id, source, text hash (and the text when asked), metadata
-    tombstones.jsonl    ids deleted later
+    tombstones.jsonl    ids deleted later; the k-th tombstone of an id deletes its k-th row (an id can
+                        only be added again after it was deleted, so this holds in every history)
     commit.json         how many rows and bytes of each file are committed
 
 An append writes the data files first, fsyncs them, then replaces commit.json atomically: a
@@ -18,6 +19,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,31 @@ class Record:
     text_sha256: str = ""
     text: str | None = None
     metadata: dict = field(default_factory=dict)
+
+
+ID_PREFIX = b'{"id": "'  # how every line `append` writes begins
+
+
+class Records(Sequence):
+    """The committed records.jsonl lines, parsed when read: opening a 1M-item store pulls out only the ids."""
+
+    def __init__(self, lines: list[bytes]):
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, row: int) -> Record:
+        return Record(**json.loads(self.lines[row]))
+
+    def ids(self) -> list[str]:
+        return [line_id(line) for line in self.lines]
+
+
+def line_id(line: bytes) -> str:
+    """A record line's id, sliced out without parsing the line unless the id has escapes."""
+    raw = line[len(ID_PREFIX):line.find(b'"', len(ID_PREFIX))]
+    return raw.decode() if line.startswith(ID_PREFIX) and b"\\" not in raw else json.loads(line)["id"]
 
 
 @dataclass
@@ -153,10 +180,19 @@ class LatentStore:
         with (self.path / "records.jsonl").open("rb") as f:
             lines = f.read(self.commit["records_bytes"]).splitlines()
         with (self.path / "tombstones.jsonl").open("rb") as f:
-            deleted = {json.loads(line) for line in f.read(self.commit["tombstones_bytes"]).splitlines()}
-        self.records = [Record(**json.loads(line)) for line in lines]
-        self.live = np.array([r.id not in deleted for r in self.records], dtype=bool)
-        self.row_of = {r.id: i for i, r in enumerate(self.records) if self.live[i]}
+            deleted = Counter(json.loads(line) for line in f.read(self.commit["tombstones_bytes"]).splitlines())
+        self.records = Records(lines)
+        ids = self.records.ids()
+        self.live = np.ones(len(ids), bool)
+        if deleted:
+            for row, item_id in enumerate(ids):
+                if deleted[item_id]:  # the k-th tombstone of an id deletes its k-th row
+                    deleted[item_id] -= 1
+                    self.live[row] = False
+        if self.live.all():  # then every id is unique
+            self.row_of = dict(zip(ids, range(len(ids))))
+        else:
+            self.row_of = {item_id: row for row, item_id in enumerate(ids) if self.live[row]}
         self._ann = ann.AnnIndex.load(self.path, self.commit["rows"])
 
     def _map_vectors(self) -> None:
@@ -208,7 +244,7 @@ class LatentStore:
         self._append_bytes("records.jsonl", lines)
         self._commit(rows=self.commit["rows"] + len(records), records_bytes=self.commit["records_bytes"] + len(lines))
         self.row_of.update((r.id, len(self.records) + i) for i, r in enumerate(records))
-        self.records += records
+        self.records.lines += lines.splitlines()
         self.live = np.concatenate([self.live, np.ones(len(records), bool)])
 
     def add(self, items: list[dict], compressor, keep_text: bool = False, batch_size: int = 32,

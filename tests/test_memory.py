@@ -57,6 +57,21 @@ def test_search_is_exact_cosine_over_live_items(tmp_path, search_path):
     assert reader.stats()["deleted"] == 2 and reader.records[42].metadata == {"n": 42}
 
 
+def test_an_id_deleted_and_added_again_survives_a_reopen(tmp_path):
+    with new_store(tmp_path / "s") as store:
+        store.append(records(0, 3), vectors(0, 3, 16), vectors(100, 3, 8))
+        store.delete(["item-1"])
+        store.append(records(1, 1), vectors(50, 1, 16), vectors(150, 1, 8))  # item-1 again, new vectors
+        store.delete(["item-2"])
+        store.append(records(2, 1), vectors(60, 1, 16), vectors(160, 1, 8))
+        store.delete(["item-2"])
+        in_session = {i: store.row_of[i] for i in ("item-0", "item-1")}
+    reader = LatentStore.open(tmp_path / "s")
+    assert len(reader) == 2 and "item-2" not in reader and reader.stats()["deleted"] == 3
+    assert {i: reader.row_of[i] for i in ("item-0", "item-1")} == in_session == {"item-0": 0, "item-1": 3}
+    np.testing.assert_allclose(reader.latent(3), vectors(150, 1, 8)[0], atol=1e-2)
+
+
 def test_one_writer_at_a_time_and_read_only_is_read_only(tmp_path):
     store = new_store(tmp_path / "s")
     with pytest.raises(EdgegenError, match="already open for writing by process"):
