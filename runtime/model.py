@@ -214,11 +214,17 @@ class Model:
         largest = options.max_block_size or self.manifest.block_size or DEFAULT_BLOCK_SIZE
         return BlockPilot(self.cost_curve, largest - 1, verify=options.mode == "verify")
 
-    def encode_prompt(self, prompt: str, chat: bool = False) -> list[int]:
-        """Token ids of a plain prompt, or of one user message wrapped in the chat template."""
-        if chat:
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+    def encode_prompt(self, prompt: str | list[dict], chat: bool = False) -> list[int]:
+        """Token ids of a plain prompt, of one user message (chat=True), or of a list of chat messages
+        ({"role", "content"}), the last two wrapped in the chat template."""
+        if isinstance(prompt, str) and chat:
+            prompt = [{"role": "user", "content": prompt}]
+        if isinstance(prompt, list) and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in prompt):
+            text = self.tokenizer.apply_chat_template(prompt)
             return self.tokenizer.encode(text, add_special_tokens=False)
+        if not isinstance(prompt, str):
+            raise EdgegenError(f"a prompt is a str or a list of chat messages like [{{'role': 'user', 'content': "
+                               f"'...'}}], not {type(prompt).__name__}; for token ids use model.start(ids)")
         return self.tokenizer.encode(prompt)
 
     def start(self, prompt_ids: list, on_finish=None, **options) -> Generation:
@@ -242,10 +248,10 @@ class Model:
                                f"max_context (this export allows up to {self.manifest.max_context})")
         return Generation(self, prompt_ids, opts, on_finish)
 
-    def stream(self, prompt: str, **options) -> Generation:
+    def stream(self, prompt: str | list[dict], **options) -> Generation:
         return self.start(self.encode_prompt(prompt), **options)
 
-    def generate(self, prompt: str, **options) -> Result:
+    def generate(self, prompt: str | list[dict], **options) -> Result:
         generation = self.stream(prompt, **options)
         for _ in generation:
             pass

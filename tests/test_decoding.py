@@ -156,6 +156,19 @@ def test_prompt_longer_than_the_context_is_a_clear_error(exported):
         model.generate("word " * 100)
 
 
+def test_chat_messages_are_a_prompt_too(mars_model):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
+    ids = mars_model.tokenizer.encode(mars_model.tokenizer.apply_chat_template(messages), add_special_tokens=False)
+    assert mars_model.encode_prompt(messages) == ids
+    generation = mars_model.start(ids, max_new_tokens=6)
+    list(generation)  # runs it
+    assert mars_model.generate(messages, max_new_tokens=6).token_ids == generation.result.token_ids
+    assert mars_model.encode_prompt("hello", chat=True) == mars_model.encode_prompt(messages[1:])
+    for bad in ([1, 2, 3], [{"content": "no role"}], None):
+        with pytest.raises(EdgegenError, match="a prompt is a str or a list of chat messages"):
+            mars_model.generate(bad)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"block_size": 0}, "block_size must be"),
     ({"threshold": 1.5}, "threshold"),
