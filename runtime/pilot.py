@@ -24,13 +24,13 @@ PROBE_EVERY = 16  # steps at zero masks between probes, so an estimate that fell
 
 
 class CostCurve:
-    """Forward latency in seconds for S new tokens, interpolated between measured sizes."""
+    """Forward latency in seconds for S new tokens (a number or an array), interpolated between measured sizes."""
 
     def __init__(self, sizes: list[int], seconds: list[float]):
         self.sizes, self.seconds = list(sizes), list(seconds)
 
-    def __call__(self, new_tokens: int) -> float:
-        return float(np.interp(new_tokens, self.sizes, self.seconds))
+    def __call__(self, new_tokens):
+        return np.interp(new_tokens, self.sizes, self.seconds)
 
     @classmethod
     def measure(cls, engine: Engine, past: int = 128, repeats: int = 3) -> "CostCurve":
@@ -115,17 +115,14 @@ class BlockPilot:
         self.acceptance = np.full(max_masks, PRIOR_ACCEPTANCE)
         self.steps_without_masks = 0
 
-    def expected_tokens(self, masks: int) -> float:
-        """1 (the exact AR token) + expected accepted mask predictions."""
-        return 1.0 + float(np.cumprod(self.acceptance[:masks]).sum())
-
     def choose(self, fed_before_masks: int) -> int:
-        """Masks for this step. Verify mode pays for its masks twice (as masks now, as drafts next step)."""
-        def rate(masks: int) -> float:
-            new_tokens = 1 + 2 * masks if self.verify else fed_before_masks + masks
-            return self.expected_tokens(masks) / self.curve(new_tokens)
-
-        best = max(range(self.max_masks + 1), key=rate)
+        """Masks for this step: the count with the most expected tokens (1, the exact AR token, plus the
+        accepted mask predictions) per second. Verify mode pays for its masks twice (as masks now, as
+        drafts next step)."""
+        masks = np.arange(self.max_masks + 1)
+        expected_tokens = 1.0 + np.concatenate([[0.0], np.cumsum(np.cumprod(self.acceptance))])
+        new_tokens = 1 + 2 * masks if self.verify else fed_before_masks + masks
+        best = int(np.argmax(expected_tokens / self.curve(new_tokens)))
         self.steps_without_masks = self.steps_without_masks + 1 if best == 0 else 0
         if self.steps_without_masks > PROBE_EVERY:
             self.steps_without_masks, best = 0, 1
