@@ -7,12 +7,12 @@ Every repetition runs every configuration over every prompt, in turn, so that dr
 import json
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .runtime.errors import EdgegenError
+from .status import StatusLine
 
 BUILTIN_PROMPTS = [
     "Write 4821 in words.", "Write 90317 in words.", "Write 566 in words.", "Write 70004 in words.",
@@ -108,12 +108,13 @@ def peak_rss_mb() -> float:
 class Progress:
     def __init__(self, total: int):
         self.total, self.done, self.began = total, 0, time.perf_counter()
+        self.line = StatusLine(total // 10)
 
     def step(self, label: str) -> None:
         self.done += 1
         eta = (time.perf_counter() - self.began) / self.done * (self.total - self.done)
-        print(f"\r[{'#' * (20 * self.done // self.total):<20}] {self.done}/{self.total} {label:<24} ETA {eta:4.0f}s",
-              end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
+        self.line.show(f"[{'#' * (20 * self.done // self.total):<20}] {self.done}/{self.total} {label:<24} "
+                       f"ETA {eta:4.0f}s", last=self.done == self.total)
 
 
 def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> None:

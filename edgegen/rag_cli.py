@@ -6,10 +6,11 @@ from pathlib import Path
 
 from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
-from .runtime.jsonl import jsonl_rows
 from .runtime.compressor import Compressor
+from .runtime.jsonl import jsonl_rows
 from .runtime.memory import LatentStore
 from .runtime.rag import rag
+from .status import StatusLine
 
 MAX_ITEM_CHARS = 600  # longer paragraphs are split into sentences (the compressor reads 128 tokens)
 
@@ -56,8 +57,10 @@ def run_index(args) -> int:
     compressor = Compressor(args.compressor, provider=args.provider)
     items = [item for path in files_under(args.files) for item in evidence_items(path)]
 
+    line = StatusLine(every=10)
+
     def progress(done: int, total: int) -> None:
-        print(f"\rindexed {done}/{total} new items", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        line.show(f"indexed {done}/{total} new items", last=done == total)
 
     with LatentStore.for_compressor(args.store, compressor) as store:
         added = store.add(items, compressor, keep_text=args.keep_text, batch_size=args.batch_size,

@@ -100,3 +100,12 @@ def test_workstation_commands_on_a_device_install_name_the_missing_extra(tmp_pat
         run = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=60)
         assert run.returncode == 1 and "Traceback" not in run.stderr
         assert "which a device install leaves out: pip install -e '.[export,train]'" in run.stderr
+
+
+def test_progress_off_a_terminal_is_a_line_every_nth_update_and_the_last(capsys):
+    from edgegen.status import StatusLine
+
+    line = StatusLine(every=3)
+    for step in range(1, 8):
+        line.show(f"step {step}", last=step == 7)
+    assert capsys.readouterr().err.splitlines() == ["step 3", "step 6", "step 7"]

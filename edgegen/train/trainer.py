@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..runtime.errors import EdgegenError
+from ..status import StatusLine
 from .data import batches
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -30,12 +31,11 @@ class TrainConfig:
 
 
 class ProgressBar:
-    """One redrawn line on a terminal; a plain line every `log_every` steps otherwise (logs, CI)."""
+    """Step, losses, tokens/s and ETA; off a terminal, a line every `log_every` steps."""
 
     def __init__(self, total: int, start: int, log_every: int):
-        self.total, self.start, self.log_every = total, start, log_every
+        self.total, self.start, self.line = total, start, StatusLine(log_every)
         self.began, self.tokens = time.perf_counter(), 0
-        self.tty = sys.stderr.isatty()
 
     def update(self, step: int, losses: dict, tokens: int) -> None:
         self.tokens += tokens
@@ -45,10 +45,7 @@ class ProgressBar:
         bar = "#" * int(20 * (step + 1) / self.total)
         text = (f"step {step + 1}/{self.total} [{bar:<20}] " + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
                 + f" | {self.tokens / elapsed:.0f} tok/s | ETA {int(eta // 60)}m{int(eta % 60):02d}s")
-        if self.tty:
-            print("\r" + text, end="\n" if step + 1 == self.total else "", file=sys.stderr, flush=True)
-        elif (step + 1) % self.log_every == 0 or step + 1 == self.total:
-            print(text, file=sys.stderr, flush=True)
+        self.line.show(text, last=step + 1 == self.total)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
