@@ -14,9 +14,9 @@ from edgegen.export.verify import load_reference
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.rag import PROMPT, build_prompt
 from edgegen.runtime.tokenizer import Tokenizer
-from edgegen.train.knowledge import Question
-from edgegen.train.memory import (MemoryModel, contrastive_loss, distillation_loss, memory_loss, prompt_embeds,
-                                  save_memory, truncate_layers)
+from edgegen.train.knowledge import Question, answer_ids
+from edgegen.train.memory import (MemoryModel, contrastive_loss, distillation_loss, gold_answer_losses, memory_loss,
+                                  prompt_embeds, save_memory, truncate_layers)
 from edgegen.train.trainer import TOKENIZER_FILES
 
 FACTS = {"ada/city": "Ada Lovelace was born in London.", "ada/year": "Ada Lovelace was born in 1815.",
@@ -69,6 +69,28 @@ def test_trained_compressor_exports_to_the_same_vectors(checkpoints, tmp_path):
     assert compressor.info["generator"]["hidden_size"] == 64
 
 
+def test_latents_start_at_the_size_of_a_token_embedding(checkpoints):
+    model = memory_model(checkpoints)
+    with torch.no_grad():
+        latents = model.cross_proj(torch.randn(8, model.lm.config.hidden_size) * 5)
+    tokens = model.generator.get_input_embeddings().weight
+    ratio = latents.norm(dim=-1).mean() / tokens.norm(dim=-1).mean()
+    assert 0.8 < ratio < 1.25, ratio
+
+
+def test_align_pulls_the_right_latent_toward_its_answer_slot(checkpoints):
+    model = memory_model(checkpoints, tune_generator=True)
+    tokenizer = Tokenizer(checkpoints["mars"])
+    q, a, i = QUESTIONS[0]
+    question = Question(tokenizer.encode(q, add_special_tokens=False), q, a, [FACTS[i]], [])
+    answer = answer_ids(tokenizer, " " + a)[:-1]
+    slot = model.generator.get_input_embeddings()(torch.tensor(answer)).mean(0)
+    with torch.no_grad():
+        at_slot = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: slot * 3})
+        elsewhere = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: -slot})
+    assert at_slot["align"] < 1e-6 and elsewhere["align"] == pytest.approx(2.0)
+
+
 def test_contrastive_loss_prefers_the_positive():
     queries = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     noise = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
@@ -116,8 +138,8 @@ def test_gradients_reach_exactly_the_trainable_parts(checkpoints, tune_generator
     questions = [Question(tokenizer.encode(q, add_special_tokens=False), q, a, [FACTS[i]],
                           [t for j, t in FACTS.items() if j != i]) for q, a, i in QUESTIONS]
     losses = memory_loss(model, questions, Tokenizer(checkpoints["qwen2_4x"]), tokenizer, 32, 3, seed=0)
-    assert set(losses) == {"loss", "recon", "contrast"} | ({"latent_answer", "text_answer"} if tune_generator
-                                                           else {"distill"})
+    gold = {"latent_answer", "text_answer", "slot_answer", "align"}
+    assert set(losses) == {"loss", "recon", "contrast"} | (gold if tune_generator else {"distill"})
     losses["loss"].backward()
     grads = {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
     assert grads["mem_embedding"] and grads["cross_proj.net.0.weight"] and grads["retrieval_proj.0.weight"]

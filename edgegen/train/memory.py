@@ -56,11 +56,12 @@ class LoRALinear(nn.Module):
 class CrossProjection(nn.Module):
     """h -> the generator's input-embedding space: Linear -> exact GELU -> Linear -> LayerNorm."""
 
-    def __init__(self, hidden: int, generator_hidden: int):
+    def __init__(self, hidden: int, generator_hidden: int, embedding_rms: float = 1.0):
         super().__init__()
         mid = (hidden + generator_hidden) // 2
         self.net = nn.Sequential(nn.Linear(hidden, mid), nn.GELU(), nn.Linear(mid, generator_hidden),
                                  nn.LayerNorm(generator_hidden))
+        nn.init.constant_(self.net[-1].weight, embedding_rms)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
@@ -91,7 +92,8 @@ class MemoryModel(nn.Module):
         self.lm, self.generator = compressor_lm, generator
         self.mem_embedding = nn.Parameter(torch.randn(1, hidden) * 0.02)
         self.retrieval_proj = nn.Sequential(nn.Linear(hidden, retrieval_dim), nn.LayerNorm(retrieval_dim))
-        self.cross_proj = CrossProjection(hidden, generator.config.hidden_size)
+        table = generator.get_input_embeddings().weight
+        self.cross_proj = CrossProjection(hidden, generator.config.hidden_size, table.pow(2).mean().sqrt().item())
         self.lora_scale = alpha / rank
 
     def encode(self, texts: list[list[int]], adapter: str) -> torch.Tensor:
@@ -218,18 +220,36 @@ def memory_loss(model: MemoryModel, questions: list[Question], tokenizer: Tokeni
     projected = model.cross_proj(h)
     latents = {text: projected[i] for i, text in enumerate(keys)}
     losses = {"recon": recon, "contrast": contrast}
-    if model.tune_generator:  # no frozen teacher: the generator learns the gold answers from latents and from text
-        answers = [answer_ids(generator_tokenizer, " " + q.answer) for q in questions]
-        for name, evidence in (("latent_answer", [[latents[t] for t in texts] for texts in shown]),
-                               ("text_answer", shown)):
-            prompts = [prompt_embeds(model.generator, generator_tokenizer, q.question, e)
-                       for q, e in zip(questions, evidence)]
-            losses[name] = answer_loss(model.generator, prompts, answers)
+    if model.tune_generator:
+        losses.update(gold_answer_losses(model, generator_tokenizer, questions, shown, latents))
     else:
         losses["distill"] = distillation_loss(model, generator_tokenizer, questions, latents, shown,
                                               special_eos(generator_tokenizer), distill_steps)
     total = sum(WEIGHTS.get(name, 1.0) * value for name, value in losses.items())
     return {"loss": total, **losses}
+
+
+def gold_answer_losses(model: MemoryModel, tokenizer: Tokenizer, questions: list[Question], shown: list[list[str]],
+                       latents: dict) -> dict:
+    """With no teacher to distil from (--tune-generator), the generator learns each gold answer
+    - from the shown evidence as latents (latent_answer) and as raw text (text_answer);
+    - from a slot holding the mean input embedding of the answer's own tokens (slot_answer): this
+      teaches reading a single spliced vector, which a small model does not pick up from latents alone;
+    and each right evidence's latent is pulled toward its answer's slot (align, 1 - cosine), so the
+    compressor writes what the generator has learned to read."""
+    answers = [answer_ids(tokenizer, " " + q.answer) for q in questions]
+    table = model.generator.get_input_embeddings()
+    slots = [table(torch.tensor(a[:-1] or a)).mean(0) for a in answers]  # a[-1] is the end-of-turn token
+    contexts = {"latent_answer": [[latents[t] for t in texts] for texts in shown], "text_answer": shown,
+                "slot_answer": [[slot] for slot in slots]}
+    losses = {}
+    for name, evidence in contexts.items():
+        prompts = [prompt_embeds(model.generator, tokenizer, q.question, e) for q, e in zip(questions, evidence)]
+        losses[name] = answer_loss(model.generator, prompts, answers)
+    pairs = [(latents[t], slot.detach()) for q, slot in zip(questions, slots) for t in q.positives]
+    aligned, targets = (torch.stack(column) for column in zip(*pairs))
+    losses["align"] = (1 - F.cosine_similarity(aligned, targets, dim=-1)).mean()
+    return losses
 
 
 def special_eos(tokenizer: Tokenizer) -> int:
