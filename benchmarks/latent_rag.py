@@ -2,7 +2,8 @@
 
 The store holds every held-out evidence item (people never trained on); each held-out question is
 answered three ways by the same generator: over its top-k latents, over the same top-k evidence as
-raw text (the baseline), and with no context at all.
+raw text (the baseline), and with no context at all. Two more rows give the generator the right
+fact alone, as its latent and as text: how well it reads, apart from retrieval.
 
     python benchmarks/latent_rag.py --kb KB_DIR [--generator DIR --compressor DIR] [--k 5]
 (default: the bundled latent-RAG generator and compressor)
@@ -20,8 +21,9 @@ from common import save_json
 from edgegen import load
 from edgegen.models import RAG_COMPRESSOR, RAG_GENERATOR
 from edgegen.runtime.compressor import Compressor
+from edgegen.runtime.engine import Latent
 from edgegen.runtime.memory import LatentStore
-from edgegen.runtime.rag import rag
+from edgegen.runtime.rag import build_prompt, rag
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,6 +34,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def normalize(text: str) -> str:
     return " ".join(text.lower().strip(" .\n").split())
+
+
+def answer_over(generator, compressor, question: str, contexts: list) -> str:
+    items, _ = build_prompt(generator.tokenizer, compressor.info, question, contexts)
+    generation = generator.start(items, max_new_tokens=32, mode="verify")
+    for _ in generation:
+        pass
+    return generation.result.text
 
 
 def main() -> None:
@@ -57,7 +67,7 @@ def main() -> None:
         index_s = time.perf_counter() - started
         store = LatentStore.open(Path(tmp) / "store")
         top1 = top_k = 0
-        correct = {"latent": 0, "text": 0, "none": 0}
+        correct = {"latent": 0, "text": 0, "none": 0, "right latent": 0, "right text": 0}
         tokens = {"latent": [], "text": [], "none": []}
         context_tokens = {"latent": [], "text": [], "none": []}
         for n, q in enumerate(questions, 1):
@@ -70,6 +80,11 @@ def main() -> None:
                     ranked = [hit.record.id for hit in answer.hits]
                     top1 += ranked[0] in q["positive_ids"]
                     top_k += bool(set(ranked) & set(q["positive_ids"]))
+            right = q["positive_ids"][0]
+            for name, context in (("right latent", Latent(store.latent(store.row_of[right]))),
+                                  ("right text", store.records[store.row_of[right]].text)):
+                answer = answer_over(generator, compressor, q["question"], [context])
+                correct[name] += normalize(answer) == normalize(q["answer"])
             if n % 50 == 0 or n == len(questions):
                 print(f"\r{n}/{len(questions)} questions", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -78,12 +93,15 @@ def main() -> None:
              "exact_match": correct[name] / total, "prompt_tokens_mean": statistics.mean(tokens[name]),
              "context_tokens_mean": statistics.mean(context_tokens[name])}
             for name in ("latent", "text", "none")]
+    rows += [{"context": f"the right fact alone, as {name.split()[1]}", "exact_match": correct[name] / total}
+             for name in ("right latent", "right text")]
     print(f"held-out: {total} questions over {len(evidence)} evidence items (indexed in {index_s:.1f} s)")
     print(f"retrieval recall@1 {top1 / total:.3f}, recall@{args.k} {top_k / total:.3f}")
     print("| context | exact match | generator prompt tokens (mean) | of which context |\n|---|---|---|---|")
     for row in rows:
-        print(f"| {row['context']} | {row['exact_match']:.3f} | {row['prompt_tokens_mean']:.1f} | "
-              f"{row['context_tokens_mean']:.1f} |")
+        tokens = f"{row['prompt_tokens_mean']:.1f} | {row['context_tokens_mean']:.1f}" if "prompt_tokens_mean" in row \
+            else " | "
+        print(f"| {row['context']} | {row['exact_match']:.3f} | {tokens} |")
     save_json(args.out, {"questions": total, "evidence_items": len(evidence), "k": args.k,
                          "recall_at_1": top1 / total, f"recall_at_{args.k}": top_k / total,
                          "answers": rows, "generator": str(args.generator), "compressor": str(args.compressor)})

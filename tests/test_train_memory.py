@@ -86,8 +86,8 @@ def test_align_pulls_the_right_latent_toward_its_answer_slot(checkpoints):
     answer = answer_ids(tokenizer, " " + a)[:-1]
     slot = model.generator.get_input_embeddings()(torch.tensor(answer)).mean(0)
     with torch.no_grad():
-        at_slot = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: slot * 3})
-        elsewhere = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: -slot})
+        at_slot = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: slot}, {FACTS[i]: slot * 3})
+        elsewhere = gold_answer_losses(model, tokenizer, [question], [[FACTS[i]]], {FACTS[i]: slot}, {FACTS[i]: -slot})
     assert at_slot["align"] < 1e-6 and elsewhere["align"] == pytest.approx(2.0)
 
 

@@ -60,7 +60,8 @@ def add_train(commands) -> None:
     memory.add_argument("--max-tokens", type=int, default=128, help="evidence is cut to this many tokens")
     memory.add_argument("--distill-tokens", type=int, default=16, help="teacher tokens distilled per question")
     memory.add_argument("--tune-generator", action="store_true",
-                        help="train the generator too, on gold answers from latents and from text, instead of "
+                        help="train the generator too, on gold answers (from latents, from text, from a slot "
+                             "holding the answer's own embedding) with latents aligned to that slot, instead of "
                              "distilling from it frozen (for small generators; writes OUT/generator)")
     memory.set_defaults(run=lambda a: run("memory_command", a.base, a.generator, a.evidence, a.questions, a.out,
                                           a.base_layers, a.retrieval_dim, a.rank, a.alpha, a.max_tokens,
