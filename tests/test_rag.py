@@ -62,6 +62,16 @@ def test_prompt_has_one_latent_per_item_in_the_reference_layout(compressor, stor
     assert "".join(again) == answer.text
 
 
+def test_answers_are_lossless_by_default(compressor, store, latent_model):
+    """A MARS generator's stale mask predictions must not cut an answer short: the default is verify."""
+    question = "Where does the Rhine flow?"
+    default = rag(question, store, latent_model, compressor, k=3, max_new_tokens=12, mode=None)
+    greedy = rag(question, store, latent_model, compressor, k=3, max_new_tokens=12, mode="ar")
+    assert default.result.stats.mode == "verify" and default.result.token_ids == greedy.result.token_ids
+    assert rag(question, store, latent_model, compressor, k=3, max_new_tokens=4, mode="threshold").result.stats.mode \
+        == "threshold"  # an explicit mode still wins
+
+
 def test_text_baseline_costs_more_generator_tokens(compressor, store, latent_model):
     latent = rag("Where does the Rhine flow?", store, latent_model, compressor, k=4, max_new_tokens=4)
     text = rag("Where does the Rhine flow?", store, latent_model, compressor, k=4, as_text=True, max_new_tokens=4)
