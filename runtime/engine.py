@@ -73,11 +73,13 @@ class Engine:
         self.session = make_session(Path(model_dir) / manifest.graph.file, self.provider, threads)
         self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda"
         self.binding = self.session.io_binding()
-        self.binding.bind_output(manifest.graph.logits, "cpu")  # output 0, rebound per run to take any shape
         self.kv_cache = self._bind_kv_cache()
         self.tokens: list = []  # the token ids (and Latents) whose KV is in the cache, in order
         self._ones = np.ones((1, self.max_context), np.int64)
         self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
+        self._keep = np.zeros((), np.int64)  # logits_to_keep, bound once and updated in place
+        self.binding.bind_cpu_input(manifest.graph.logits_to_keep, self._keep)
+        self._logits = np.empty((1, 0, manifest.vocab_size), np.float32)  # grown to the most rows a step keeps
         self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
 
     def _bind_kv_cache(self) -> list:
@@ -94,22 +96,29 @@ class Engine:
 
     def forward(self, items: list, logits_to_keep: int) -> np.ndarray:
         """Append token ids (and Latents, on a graph exported with latent inputs) to the cache; return
-        the logits of the last `logits_to_keep` of them, [keep, vocab]."""
+        the logits of the last `logits_to_keep` of them, [keep, vocab].
+
+        The logits are a view of a buffer the next forward overwrites (copy them to keep them): onnxruntime
+        writes them there directly, so a step allocates and copies nothing but its token ids.
+        """
         past, new = len(self.tokens), len(items)
         if past + new > self.max_context:
             raise ContextFull(f"{past + new} tokens do not fit in max_context {self.max_context}")
-        names = self.manifest.graph
+        names, binding = self.manifest.graph, self.binding
         token_ids = self._bind_latents(items) if names.latent_embeds else items
-        self.binding.bind_cpu_input(names.input_ids, np.array([token_ids], np.int64))
-        self.binding.bind_cpu_input(names.position_ids, self._positions[:, past:past + new])
-        self.binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
-        self.binding.bind_cpu_input(names.logits_to_keep, np.array(logits_to_keep, np.int64))
-        self.binding.bind_output(names.logits, "cpu")
+        binding.bind_cpu_input(names.input_ids, np.array([token_ids], np.int64))
+        binding.bind_cpu_input(names.position_ids, self._positions[:, past:past + new])
+        binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
+        self._keep[()] = logits_to_keep
+        if logits_to_keep > self._logits.shape[1]:
+            self._logits = np.empty((1, logits_to_keep, self.manifest.vocab_size), np.float32)
+        logits = self._logits[:, :logits_to_keep]
+        binding.bind_output(names.logits, "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
         start = time.perf_counter()
-        self.session.run_with_iobinding(self.binding)
+        self.session.run_with_iobinding(binding)
         self.forward_seconds += time.perf_counter() - start
         self.tokens.extend(items)
-        return self.binding.get_outputs()[0].numpy()[0]
+        return logits[0]
 
     def _bind_latents(self, items: list) -> list[int]:
         """Bind latent_embeds/latent_mask for this step; latent positions get a placeholder token id."""
