@@ -6,12 +6,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from .runtime import EdgegenError, GenerationOptions
+from .runtime.model import THRESHOLD_OPTIONS
 
 HELP = """commands:
   /reset            start a new conversation (the system prompt stays)
   /stats            statistics of the last answer
-  /set KEY=VALUE    change a decoding option: mode (ar|threshold|verify), threshold, block (a number),
-                    acceptance, max_accept, temperature, top_k, top_p, seed, max_new_tokens
+  /set KEY=VALUE    change a decoding option: mode (ar|threshold|verify), drafts (auto|mask|lookup),
+                    block (a number or auto), threshold, acceptance, max_accept, temperature, top_k,
+                    top_p, seed, max_new_tokens
   /save FILE        write the conversation to FILE as JSON
   /help             this text
   /quit             leave (Ctrl-D does too)
@@ -51,7 +53,7 @@ def parse_setting(text: str, options: dict, model) -> dict:
         raise EdgegenError(f"unknown setting {key!r}; /help lists them")
     if value in ("", "none", "None"):
         parsed = None
-    elif key in ("acceptance", "mode"):
+    elif key in ("acceptance", "mode", "drafts") or (key == "block_size" and value == "auto"):
         parsed = value
     else:
         try:
@@ -61,9 +63,10 @@ def parse_setting(text: str, options: dict, model) -> dict:
     updated = {**options, key: parsed}
     if parsed is None:
         del updated[key]
+    if key == "mode":  # a block size or threshold chosen for one mode does not carry over to another
+        for name in ("block_size",) + (THRESHOLD_OPTIONS if parsed != "threshold" else ()):
+            updated.pop(name, None)
     GenerationOptions(**updated).check(model.manifest)
-    if key == "mode":  # a block size chosen for one mode does not carry over to another
-        updated.pop("block_size", None)
     return updated
 
 

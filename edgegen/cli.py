@@ -85,15 +85,22 @@ def block_size(text: str) -> int | str:
 def add_decoding_options(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--mode", choices=["ar", "threshold", "verify"],
-                   help="ar: one token per forward; threshold: MARS, accept mask predictions with confidence >= "
-                        "--threshold; verify: lossless, the model checks its own mask predictions "
-                        "(default: threshold for MARS models, else ar)")
+                   help="verify (the default): lossless, the model checks drafts (its own mask predictions, "
+                        "lookup in the text so far) and the output is exactly AR's; ar: one token per forward; "
+                        "threshold: MARS, faster but lossy, accepts mask predictions with confidence >= --threshold "
+                        "(implied by --threshold, --acceptance or --max-accept)")
+    p.add_argument("--drafts", choices=["auto", "mask", "lookup"], default="auto",
+                   help="verify mode's draft sources: mask predictions (MARS models), lookup, or auto (every "
+                        "source the model has)")
     p.add_argument("--block-size", type=block_size, help="tokens per forward to propose, or auto (measured costs "
                                                          "and running acceptance pick it each step; the default)")
-    p.add_argument("--max-block-size", type=int, help="upper bound for auto (default: the trained block size)")
-    p.add_argument("--threshold", type=float, default=0.95, help="accept block tokens while confidence >= this")
-    p.add_argument("--acceptance", choices=["probability", "entropy", "margin"], default="probability")
-    p.add_argument("--max-accept", type=int, help="accept at most this many tokens per forward")
+    p.add_argument("--max-block-size", type=int, help="upper bound for auto (default: the trained block size for "
+                                                      "mask drafts, 17 for lookup drafts)")
+    p.add_argument("--threshold", type=float, help="threshold mode: accept block tokens while confidence >= this "
+                                                   "(default 0.95)")
+    p.add_argument("--acceptance", choices=["probability", "entropy", "margin"],
+                   help="threshold mode's confidence (default probability)")
+    p.add_argument("--max-accept", type=int, help="threshold mode: accept at most this many tokens per forward")
     p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -102,7 +109,7 @@ def add_decoding_options(p) -> None:
 
 
 def decoding_options(args) -> dict:
-    return dict(max_new_tokens=args.max_new_tokens, mode=args.mode, block_size=args.block_size,
+    return dict(max_new_tokens=args.max_new_tokens, mode=args.mode, drafts=args.drafts, block_size=args.block_size,
                 max_block_size=args.max_block_size, threshold=args.threshold, acceptance=args.acceptance,
                 max_accept=args.max_accept, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                 seed=args.seed, stop=args.stop)
@@ -158,7 +165,7 @@ def run_generate(args) -> int:
                           "tokens_per_forward": stats.tokens_per_forward, "ttft_ms": stats.ttft_ms,
                           "decode_tokens_per_s": stats.decode_tokens_per_s, "stop_reason": result.stop_reason,
                           "mode": stats.mode, "drafts_proposed": stats.drafts_proposed,
-                          "drafts_accepted": stats.drafts_accepted}))
+                          "drafts_accepted": stats.drafts_accepted, "drafts_by_source": stats.drafts_by_source}))
     else:
         print(file=sys.stdout)
         print(f"[{stats.new_tokens} tokens, {stats.tokens_per_forward:.2f} tokens/forward, "

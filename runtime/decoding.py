@@ -1,5 +1,5 @@
 """Decoding loops over the engine: MARS threshold block decoding (block size 1 is plain AR) and
-lossless self-speculative verification.
+lossless speculative verification of mask and lookup drafts.
 
 Each forward feeds the tokens committed by the previous step (their KV is not cached yet)
 followed by block_size - 1 mask tokens. Block token 0 comes from the last committed token's
@@ -8,15 +8,17 @@ the reference sampler is never fed: its output is unused and, under causal atten
 cannot change the other rows.
 """
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from .drafting import MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine
+from .lookup import PromptLookup
 from .pilot import BlockPilot, FixedBlock
 from .sampling import Sampler, accepted_length, confidence
 
 BlockPolicy = FixedBlock | BlockPilot
+DraftPolicy = FixedDrafts | DraftPilot
 
 
 def reuse_cached_prefix(engine: Engine, prompt_ids: list[int]) -> list[int]:
@@ -60,21 +62,6 @@ def decode_blocks(engine: Engine, pending: list[int], policy: BlockPolicy, mask_
         yield pending
 
 
-@dataclass
-class DraftStats:
-    proposed: int = 0
-    accepted: int = 0
-    by_position: list = field(default_factory=list)  # [proposed, accepted] for draft 1, 2, ...
-
-    def record(self, proposed: int, accepted: int) -> None:
-        self.proposed += proposed
-        self.accepted += accepted
-        self.by_position += [[0, 0] for _ in range(proposed - len(self.by_position))]
-        for position in range(proposed):
-            self.by_position[position][0] += 1
-            self.by_position[position][1] += position < accepted
-
-
 def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray | None,
                   sampler: Sampler) -> tuple[int, int]:
     """Check drafts against the exact AR predictions (logits row i precedes draft i; the last row
@@ -82,7 +69,8 @@ def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray
 
     Greedy: a draft stands while it equals the argmax. Sampling: the speculative-sampling rule
     (accept with probability min(1, p/q), else draw from max(p - q, 0)), so the output follows
-    the model's own distribution.
+    the model's own distribution. Drafts without probabilities (lookup) were proposed with certainty:
+    q is one-hot, so a draft stands with probability p and a rejection draws from p without it.
     """
     if sampler.greedy:
         targets = logits.argmax(axis=-1)
@@ -90,31 +78,39 @@ def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray
         return accepted, int(targets[accepted])
     target = sampler.distributions(logits)
     for i, token in enumerate(drafts):
-        if sampler.rng.random() * draft_probs[i, token] >= target[i, token]:
-            return i, int(sampler.draw(np.maximum(target[i] - draft_probs[i], 0.0)))
+        q = draft_probs[i] if draft_probs is not None else None
+        if sampler.rng.random() * (q[token] if q is not None else 1.0) >= target[i, token]:
+            if q is None:
+                q = np.zeros_like(target[i])
+                q[token] = 1.0
+            return i, int(sampler.draw(np.maximum(target[i] - q, 0.0)))
     return len(drafts), int(sampler.draw(target[-1]))
 
 
-def decode_verified(engine: Engine, pending: list[int], policy: BlockPolicy, mask_id: int, sampler: Sampler,
-                    stats: DraftStats) -> Iterator[list[int]]:
-    """Lossless self-speculative decoding: each forward feeds [pending | drafts | masks], keeps the
-    drafts the model's own AR rows confirm plus one AR token, and takes the mask outputs as the
-    next drafts (only when every draft stood: otherwise they were conditioned on a rejected one)."""
-    drafts, draft_probs = [], None
+def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mask_id: int | None, sampler: Sampler,
+                    stats: DraftStats, lookup: PromptLookup | None = None) -> Iterator[list[int]]:
+    """Lossless speculative decoding: each forward feeds [pending | drafts | masks], keeps the drafts the
+    model's own AR rows confirm plus one AR token, and takes the mask outputs as the next mask drafts
+    (only when every draft stood: otherwise they were conditioned on a rejected one). `lookup` indexes
+    the text so far for lookup drafts; it is kept up to date here."""
+    mask_drafts, mask_probs = [], None
     while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
-        drafts = drafts[:room]
-        masks = [mask_id] * min(policy.choose(len(pending) + len(drafts)), room - len(drafts))
+        plan = policy.plan(len(pending), room, mask_drafts, lookup)
+        drafts = plan.drafts
         cached = len(engine.tokens)
-        logits = engine.forward(pending + drafts + masks, logits_to_keep=1 + len(drafts) + len(masks))
-        accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, draft_probs, sampler)
-        stats.record(len(drafts), accepted)
-        policy.observe(len(drafts), accepted)
+        logits = engine.forward(pending + drafts + [mask_id] * plan.masks, 1 + len(drafts) + plan.masks)
+        probs = mask_probs[:len(drafts)] if plan.source == MASK and mask_probs is not None else None
+        accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, probs, sampler)
+        stats.record(len(drafts), accepted, plan.source)
         engine.rewind(cached + len(pending) + accepted)  # rejected drafts and masks: a length update
         committed = drafts[:accepted] + [token]
-        if accepted == len(drafts) and masks:
-            next_drafts, draft_probs = sampler.sample(logits[1 + len(drafts):])
-            drafts = next_drafts.tolist()
+        policy.observe(plan, committed)
+        if accepted == len(drafts) and plan.masks:
+            mask_drafts, mask_probs = sampler.sample(logits[1 + len(drafts):])
+            mask_drafts = mask_drafts.tolist()
         else:
-            drafts, draft_probs = [], None
+            mask_drafts, mask_probs = [], None
+        if lookup is not None:
+            lookup.extend(committed)
         pending = [token]
         yield committed

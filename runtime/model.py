@@ -4,10 +4,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .decoding import DraftStats, decode_blocks, decode_verified, reuse_cached_prefix
+from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
+from .drafting import LOOKUP, LOOKUP_MAX, MASK, SOURCES, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine, Latent
 from .errors import EdgegenError
 from .manifest import Manifest
+from .lookup import PromptLookup
 from .pilot import BlockPilot, CostCurve, FixedBlock
 from .sampling import ACCEPTANCE_METRICS, Sampler
 from .text import IncrementalDecoder, StopFilter
@@ -15,16 +17,21 @@ from .tokenizer import Tokenizer
 
 DEFAULT_BLOCK_SIZE = 4  # for MARS models whose trained block size is unknown
 MODES = ("ar", "threshold", "verify")
+THRESHOLD_OPTIONS = ("threshold", "acceptance", "max_accept")  # lossy threshold mode's own knobs
 
 
 @dataclass
 class GenerationOptions:
     max_new_tokens: int = 256
-    mode: str | None = None  # "ar", "threshold" (MARS) or "verify" (lossless); None: threshold, or ar without a mask
-    block_size: int | str | None = None  # a number, or "auto"; None: "auto" when the trained size is known
-    max_block_size: int | None = None  # upper bound for "auto" (default: the trained block size)
-    threshold: float = 0.95
-    acceptance: str = "probability"
+    mode: str | None = None  # "ar", "threshold" (MARS, lossy) or "verify" (lossless); None: verify, but ar at
+    # block size 1 and threshold when a threshold option (threshold, acceptance, max_accept) is given
+    drafts: str = "auto"  # verify's draft sources: "mask" (MARS), "lookup" or "auto" (every one the model has)
+    block_size: int | str | None = None  # a number, or "auto"; None: "auto" (a fixed 4 for threshold mode
+    # on a model whose trained block size is unknown)
+    max_block_size: int | None = None  # upper bound for "auto" (default: the trained block size for masks,
+    # LOOKUP_MAX + 1 for lookup drafts)
+    threshold: float | None = None  # threshold mode: 0.95 unless given
+    acceptance: str | None = None  # threshold mode: "probability" unless given
     max_accept: int | None = None
     temperature: float = 0.0
     top_k: int = 0
@@ -34,11 +41,18 @@ class GenerationOptions:
 
     def check(self, manifest: Manifest) -> "GenerationOptions":
         """Fill the model-dependent defaults and reject values that cannot work, saying which fix applies."""
+        lossy = [name for name in THRESHOLD_OPTIONS if getattr(self, name) is not None]
         if self.mode is None:
-            plain = self.block_size == 1 or (self.block_size is None and manifest.mask_token_id is None)
-            self.mode = "ar" if plain else "threshold"
+            self.mode = "threshold" if lossy else "ar" if self.block_size == 1 else "verify"
+        if self.mode != "threshold" and lossy:
+            raise EdgegenError(f"invalid generation option: {', '.join(lossy)} belong(s) to mode='threshold', not "
+                               f"mode={self.mode!r}; drop it, or ask for threshold mode")
+        if self.mode == "threshold":
+            self.threshold = 0.95 if self.threshold is None else self.threshold
+            self.acceptance = self.acceptance or "probability"
         if self.block_size is None or self.mode == "ar":
-            self.block_size = 1 if self.mode == "ar" else "auto" if manifest.block_size else DEFAULT_BLOCK_SIZE
+            unknown_size = self.mode == "threshold" and not manifest.block_size
+            self.block_size = 1 if self.mode == "ar" else DEFAULT_BLOCK_SIZE if unknown_size else "auto"
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         problems = [
@@ -46,11 +60,16 @@ class GenerationOptions:
             (self.block_size != "auto" and (not isinstance(self.block_size, int) or self.block_size < 1),
              "block_size must be an integer >= 1 or 'auto'"),
             (self.max_block_size is not None and self.max_block_size < 2, "max_block_size must be >= 2"),
-            (self.mode != "ar" and manifest.mask_token_id is None,
-             "this model has no <|mask|> token, so it runs in AR mode only: use mode='ar' (or block_size=1)"),
+            (self.mode == "threshold" and manifest.mask_token_id is None,
+             "this model has no <|mask|> token, so threshold mode cannot run: use mode='verify' (lossless, "
+             "lookup drafts) or mode='ar'"),
+            (self.drafts not in SOURCES, f"drafts must be one of {', '.join(SOURCES)}"),
+            (self.drafts == MASK and manifest.mask_token_id is None,
+             "this model has no <|mask|> token, so it has no mask drafts: use drafts='lookup' or 'auto'"),
             (self.max_new_tokens < 1, "max_new_tokens must be >= 1"),
-            (self.acceptance not in ACCEPTANCE_METRICS, f"acceptance must be one of {', '.join(ACCEPTANCE_METRICS)}"),
-            (self.acceptance != "entropy" and not 0 <= self.threshold <= 1,
+            (self.mode == "threshold" and self.acceptance not in ACCEPTANCE_METRICS,
+             f"acceptance must be one of {', '.join(ACCEPTANCE_METRICS)}"),
+            (self.mode == "threshold" and self.acceptance != "entropy" and not 0 <= self.threshold <= 1,
              f"threshold for acceptance={self.acceptance!r} must be within 0..1"),
             (self.max_accept is not None and self.max_accept < 1, "max_accept must be >= 1 (or None for no cap)"),
             (self.temperature < 0, "temperature must be >= 0 (0 is greedy)"),
@@ -76,9 +95,10 @@ class Stats:
     decode_tokens_per_s: float = 0.0  # those tokens over the time after the first forward
     total_ms: float = 0.0
     mode: str = ""
-    drafts_proposed: int = 0  # verify mode: mask predictions checked against the model's own AR rows
+    drafts_proposed: int = 0  # verify mode: drafts checked against the model's own AR rows
     drafts_accepted: int = 0
     draft_acceptance_by_position: list = field(default_factory=list)  # accepted share of draft 1, 2, ...
+    drafts_by_source: dict = field(default_factory=dict)  # "mask"/"lookup" -> {"proposed", "accepted"}
     forward_ms: float = 0.0  # time inside onnxruntime
     loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
     step_ms: list = field(default_factory=list)  # wall time of each decode step after the first forward
@@ -134,7 +154,8 @@ class Generation:
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
         mask_id = model.manifest.mask_token_id
         if options.mode == "verify":
-            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts)
+            lookup = PromptLookup(self.prompt_ids) if options.drafts in ("auto", LOOKUP) else None
+            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts, lookup)
         else:
             blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
                                    options.max_accept)
@@ -180,6 +201,8 @@ class Generation:
             stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
             stats.drafts_proposed, stats.drafts_accepted = drafts.proposed, drafts.accepted
             stats.draft_acceptance_by_position = [accepted / proposed for proposed, accepted in drafts.by_position]
+            stats.drafts_by_source = {source: {"proposed": proposed, "accepted": accepted}
+                                      for source, (proposed, accepted) in drafts.by_source.items()}
             stats.decode_tokens = stats.new_tokens - first_block_tokens
             if stats.forwards > 1:
                 stats.decode_tokens_per_s = stats.decode_tokens / (decode_ms / 1000)
@@ -196,6 +219,7 @@ class Model:
         self.tokenizer = Tokenizer(self.path)
         self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
         self._cost_curve: CostCurve | None = None
+        self._pilots: dict[tuple, DraftPilot] = {}  # verify's pilots keep what they learned between generations
 
     @property
     def max_context(self) -> int:
@@ -208,11 +232,20 @@ class Model:
             self._cost_curve = CostCurve.cached(self.engine, self.threads)
         return self._cost_curve
 
-    def block_policy(self, options: GenerationOptions) -> FixedBlock | BlockPilot:
+    def block_policy(self, options: GenerationOptions) -> FixedBlock | BlockPilot | FixedDrafts | DraftPilot:
+        masks = self.manifest.mask_token_id is not None and options.drafts in ("auto", MASK)
+        if options.mode == "verify" and options.block_size != "auto":
+            return FixedDrafts(options.block_size, masks, options.drafts != MASK)
         if options.block_size != "auto":
             return FixedBlock(options.block_size)
         largest = options.max_block_size or self.manifest.block_size or DEFAULT_BLOCK_SIZE
-        return BlockPilot(self.cost_curve, largest - 1, verify=options.mode == "verify")
+        if options.mode != "verify":
+            return BlockPilot(self.cost_curve, largest - 1)
+        lookup_max = options.max_block_size - 1 if options.max_block_size else LOOKUP_MAX
+        key = (largest - 1 if masks else 0, lookup_max if options.drafts != MASK else 0, options.temperature > 0)
+        if key not in self._pilots:
+            self._pilots[key] = DraftPilot(self.cost_curve, *key[:2])
+        return self._pilots[key]
 
     def encode_prompt(self, prompt: str | list[dict], chat: bool = False) -> list[int]:
         """Token ids of a plain prompt, of one user message (chat=True), or of a list of chat messages

@@ -1,4 +1,5 @@
 """Adaptive block size: how many masks to append each step, from measured costs and running acceptance.
+(Verify mode's choice of drafts and masks builds on these pieces: runtime/drafting.py.)
 
 The engine's cost curve (forward latency for S new tokens) is measured once per model, provider
 and thread count and cached on disk. Acceptance is tracked per block position as an exponential
@@ -30,26 +31,31 @@ class CostCurve:
         self.sizes, self.seconds = list(sizes), list(seconds)
 
     def __call__(self, new_tokens):
-        return np.interp(new_tokens, self.sizes, self.seconds)
+        """Beyond the largest size (a prefill), the last segment's slope carries on: a forward's cost grows
+        with its tokens there, and a flat guess would make extra drafts look free."""
+        slope = (self.seconds[-1] - self.seconds[-2]) / (self.sizes[-1] - self.sizes[-2]) if len(self.sizes) > 1 else 0
+        beyond = np.maximum(np.asarray(new_tokens) - self.sizes[-1], 0) * slope
+        return np.interp(new_tokens, self.sizes, self.seconds) + beyond
 
     @classmethod
-    def measure(cls, engine: Engine, past: int = 128, repeats: int = 3) -> "CostCurve":
-        """Median latency of forwards over a `past`-token cache; the cache is left empty afterwards."""
+    def measure(cls, engine: Engine, past: int = 128, repeats: int = 5) -> "CostCurve":
+        """Median latency of forwards over a `past`-token cache, the sizes taken in turn so that a machine's
+        drift touches them alike; the cache is left empty afterwards. A forward of more tokens never costs
+        less than one of fewer, so a noisy dip is flattened out."""
         past = min(past, engine.max_context // 2)
         sizes = [s for s in CURVE_SIZES if past + s <= engine.max_context]
-        seconds = []
+        runs = {size: [] for size in sizes}
         engine.rewind(0)
         engine.forward([1] * past, 1)
-        for size in sizes:
-            runs = []
-            for _ in range(repeats + 1):  # the first run warms up this shape
+        for round_ in range(repeats + 1):  # the first round warms up every shape
+            for size in sizes:
                 start = time.perf_counter()
                 engine.forward([1] * size, size)
-                runs.append(time.perf_counter() - start)
+                if round_:
+                    runs[size].append(time.perf_counter() - start)
                 engine.rewind(past)
-            seconds.append(statistics.median(runs[1:]))
         engine.rewind(0)
-        return cls(sizes, seconds)
+        return cls(sizes, np.maximum.accumulate([statistics.median(runs[size]) for size in sizes]).tolist())
 
     def record(self, engine: Engine, threads: int | None) -> dict:
         """The curve with what it holds for: this machine, provider and thread count (for the manifest)."""
@@ -108,28 +114,33 @@ class FixedBlock:
 
 
 class BlockPilot:
-    """Chooses the number of masks per step (0 .. max_masks) and learns acceptance as it goes."""
+    """Threshold mode: chooses the number of masks per step (0 .. max_masks) and learns acceptance as it goes."""
 
-    def __init__(self, curve: CostCurve, max_masks: int, verify: bool):
-        self.curve, self.max_masks, self.verify = curve, max_masks, verify
+    def __init__(self, curve: CostCurve, max_masks: int):
+        self.curve, self.max_masks = curve, max_masks
         self.acceptance = np.full(max_masks, PRIOR_ACCEPTANCE)
         self.steps_without_masks = 0
 
     def choose(self, fed_before_masks: int) -> int:
         """Masks for this step: the count with the most expected tokens (1, the exact AR token, plus the
-        accepted mask predictions) per second. Verify mode pays for its masks twice (as masks now, as
-        drafts next step)."""
+        accepted mask predictions) per second."""
         masks = np.arange(self.max_masks + 1)
         expected_tokens = 1.0 + np.concatenate([[0.0], np.cumsum(np.cumprod(self.acceptance))])
-        new_tokens = 1 + 2 * masks if self.verify else fed_before_masks + masks
-        best = int(np.argmax(expected_tokens / self.curve(new_tokens)))
+        best = int(np.argmax(expected_tokens / self.curve(fed_before_masks + masks)))
         self.steps_without_masks = self.steps_without_masks + 1 if best == 0 else 0
         if self.steps_without_masks > PROBE_EVERY:
             self.steps_without_masks, best = 0, 1
         return best
 
     def observe(self, proposed: int, accepted: int) -> None:
-        """A step offered `proposed` predictions and the first `accepted` of them stood."""
-        for position in range(min(proposed, accepted + 1)):
-            outcome = 1.0 if position < accepted else 0.0
-            self.acceptance[position] += EMA_WEIGHT * (outcome - self.acceptance[position])
+        ema_update(self.acceptance, proposed, accepted)
+
+
+def ema_update(acceptance: np.ndarray, proposed: int, accepted: int, checked: int | None = None) -> None:
+    """The first `accepted` of `proposed` predictions stood: update P(position j stands | the ones before it
+    stood). The next one failed, if it was proposed and could be checked (only `checked` positions can be,
+    where the truth is known that far)."""
+    checked = proposed if checked is None else min(proposed, checked)
+    outcomes = [1.0] * accepted + ([0.0] if accepted < checked else [])
+    for position, outcome in enumerate(outcomes):
+        acceptance[position] += EMA_WEIGHT * (outcome - acceptance[position])

@@ -67,8 +67,8 @@ def build_prompt(tokenizer: Tokenizer, info: dict, question: str, contexts: list
 def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,
         compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, **options) -> RagAnswer:
     """Answer a question from a latent store: embed it, retrieve the top k, generate over their latents.
-    Unset options take their defaults; on a MARS generator the mode defaults to lossless "verify": an
-    answer is a few tokens, and one wrongly accepted draft (say, an early end of turn) costs all of it."""
+    Unset options take their defaults (lossless "verify" decoding: an answer is a few tokens, and one wrongly
+    accepted threshold-mode token, say an early end of turn, would cost all of it)."""
     store = store if isinstance(store, LatentStore) else LatentStore.open(store)
     generator = generator if isinstance(generator, Model) else Model(generator)
     compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
@@ -82,8 +82,6 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
     contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
     items, context = build_prompt(generator.tokenizer, compressor.info, question, contexts)
     options = {"max_new_tokens": 32, **{name: value for name, value in options.items() if value is not None}}
-    if "mode" not in options and generator.manifest.mask_token_id is not None:
-        options["mode"] = "verify"
     generation = generator.start(items, **options)
     for _ in generation:
         pass

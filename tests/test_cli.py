@@ -24,7 +24,7 @@ def test_export_then_generate_json(checkpoints, tmp_path):
     result = json.loads(run.stdout)  # exactly one JSON object, nothing else on stdout
     assert set(result) == {"text", "token_ids", "prompt_tokens", "new_tokens", "forwards", "tokens_per_forward",
                            "ttft_ms", "decode_tokens_per_s", "stop_reason", "mode", "drafts_proposed",
-                           "drafts_accepted"}
+                           "drafts_accepted", "drafts_by_source"}
     assert result["mode"] == "threshold"
     assert result["new_tokens"] == len(result["token_ids"]) <= 12
     assert result["tokens_per_forward"] == pytest.approx(result["new_tokens"] / result["forwards"])
@@ -32,7 +32,7 @@ def test_export_then_generate_json(checkpoints, tmp_path):
 
 def test_generate_verify_mode_reports_drafts(exported):
     run = edgegen("generate", exported["mars"], "--prompt", "x = [1, 2,", "--max-new-tokens", "16", "--mode", "verify",
-                  "--json")
+                  "--block-size", "4", "--json")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["mode"] == "verify" and result["drafts_proposed"] >= result["drafts_accepted"] >= 0

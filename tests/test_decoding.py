@@ -188,7 +188,9 @@ def test_invalid_options_are_named(mars_model, options, message):
         mars_model.generate("hi", **options)
 
 
-def test_block_decoding_needs_a_mask_token(llama_model):
-    with pytest.raises(EdgegenError, match="no <\\|mask\\|> token.*block_size=1"):
-        llama_model.generate("hi", block_size=4)
-    assert llama_model.generate("hi", max_new_tokens=3).stats.forwards >= 1  # AR by default
+def test_threshold_mode_needs_a_mask_token(llama_model):
+    with pytest.raises(EdgegenError, match="no <\\|mask\\|> token, so threshold mode cannot run"):
+        llama_model.generate("hi", threshold=0.9)
+    with pytest.raises(EdgegenError, match="no <\\|mask\\|> token, so it has no mask drafts"):
+        llama_model.generate("hi", drafts="mask")
+    assert llama_model.generate("hi", max_new_tokens=3).stats.mode == "verify"  # lookup drafts by default

@@ -5,7 +5,9 @@ import pytest
 
 from edgegen import load
 from edgegen.export import export_model
-from edgegen.runtime.decoding import DraftStats, decode_blocks, decode_verified
+from edgegen.runtime.decoding import decode_blocks, decode_verified
+from edgegen.runtime.drafting import DraftStats, FixedDrafts
+from edgegen.runtime.lookup import PromptLookup
 from edgegen.runtime.pilot import FixedBlock
 from edgegen.runtime.sampling import Sampler
 from tiny_models import save_model
@@ -29,7 +31,8 @@ def test_verify_keeps_only_confirmed_kv(mars_model):
     engine.rewind(0)
     prompt = mars_model.encode_prompt(PROMPTS[0])
     committed = []
-    blocks = decode_verified(engine, prompt, FixedBlock(4), mars_model.manifest.mask_token_id, Sampler(), DraftStats())
+    blocks = decode_verified(engine, prompt, FixedDrafts(4, masks=True, lookup=False), mars_model.manifest.mask_token_id,
+                             Sampler(), DraftStats())
     for _, block in zip(range(8), blocks):
         committed += block
         assert engine.tokens == (prompt + committed)[:-1]  # everything but the newest token, never a mask
@@ -63,7 +66,12 @@ def sample_sequences(model, prompt, length, runs, mode: str, temperature: float 
     sampler = Sampler(temperature=temperature, seed=123)
     for _ in range(runs):
         model.engine.rewind(0)
-        blocks = {"verify": lambda: decode_verified(model.engine, prompt, FixedBlock(4), mask, sampler, stats),
+        blocks = {"verify": lambda: decode_verified(model.engine, prompt, FixedDrafts(4, masks=True, lookup=False), mask,
+                                                   sampler, stats),
+                  "verify_lookup": lambda: decode_verified(model.engine, prompt, FixedDrafts(3, masks=False, lookup=True),
+                                                          mask, sampler, stats, PromptLookup(prompt)),
+                  "verify_both": lambda: decode_verified(model.engine, prompt, FixedDrafts(3, masks=True, lookup=True),
+                                                        mask, sampler, stats, PromptLookup(prompt)),
                   "ar": lambda: decode_blocks(model.engine, prompt, FixedBlock(1), mask, sampler),
                   "keep_all_masks": lambda: decode_blocks(model.engine, prompt, FixedBlock(4), mask, sampler,
                                                           threshold=0.0)}[mode]
@@ -95,14 +103,18 @@ def chi_square_fits(counts: dict, expected: dict, runs: int) -> tuple[bool, floa
     return stat < critical, stat, critical
 
 
-def test_verify_sampling_follows_the_model_distribution(five_token_model):
-    prompt, length, runs = [1, 4, 0], 3, 3000
+@pytest.mark.parametrize("mode", ["verify", "verify_lookup", "verify_both"])
+def test_verify_sampling_follows_the_model_distribution(five_token_model, mode):
+    prompt, length, runs = [1, 4, 0, 4, 1, 0], 3, 3000  # every token recurs: lookup always has drafts
     expected = exact_distribution(five_token_model, prompt, length, 1.0)
     assert math.isclose(sum(expected.values()), 1.0, rel_tol=1e-6)
-    verified, stats = sample_sequences(five_token_model, prompt, length, runs, "verify")
+    verified, stats = sample_sequences(five_token_model, prompt, length, runs, mode)
     assert stats.proposed > 0 and 0 < stats.accepted < stats.proposed, "both acceptance and rejection must occur"
+    assert set(stats.by_source) == {"verify": {"mask"}, "verify_lookup": {"lookup"}, "verify_both": {"mask", "lookup"}}[mode]
     ok, stat, critical = chi_square_fits(verified, expected, runs)
-    assert ok, f"verify sampling: chi-square {stat:.1f} >= {critical:.1f}"
+    assert ok, f"{mode} sampling: chi-square {stat:.1f} >= {critical:.1f}"
+    if mode != "verify":
+        return
     ar, _ = sample_sequences(five_token_model, prompt, length, runs, "ar")
     ok, stat, critical = chi_square_fits(ar, expected, runs)
     assert ok, f"AR sampling: chi-square {stat:.1f} >= {critical:.1f}"

@@ -1,0 +1,44 @@
+"""Prompt-lookup drafts: text often repeats itself (names, code, quoted input), so the tokens that followed
+an earlier occurrence of the current suffix are a free guess at what comes next (llama.cpp's lookup
+decoding, onnxruntime-genai's n-gram speculation). The model verifies every guess, so output is unchanged.
+"""
+from .engine import Latent
+
+MAX_NGRAM = 4  # longest suffix matched; longer matches changed no draft on the held-out prompts
+
+
+class PromptLookup:
+    """An index of every n-gram (n = 1..MAX_NGRAM) of the prompt and the text so far, to where its most
+    recent occurrence was followed; proposing a draft is at most MAX_NGRAM dictionary lookups."""
+
+    def __init__(self, tokens: list):
+        self.tokens: list = []
+        self.follows: list[dict] = [{} for _ in range(MAX_NGRAM + 1)]  # [n]: n-gram -> index of the next token
+        self.extend(tokens)
+
+    def extend(self, tokens: list) -> None:
+        """Append committed tokens. An n-gram is indexed once a token follows it, so the current suffix
+        never matches itself."""
+        for token in tokens:
+            end = len(self.tokens)
+            for n in range(1, min(MAX_NGRAM, end) + 1):
+                self.follows[n][tuple(self.tokens[end - n:end])] = end
+            self.tokens.append(token)
+
+    def propose(self, limit: int) -> tuple[list[int], int]:
+        """Up to `limit` tokens continuing the longest suffix that occurred before, and that suffix's length
+        (0: no match). Copying may run into the draft itself, so a repeating pattern continues past the end."""
+        tokens, end = self.tokens, len(self.tokens)
+        for n in range(min(MAX_NGRAM, end), 0, -1):
+            start = self.follows[n].get(tuple(tokens[end - n:]))
+            if start is not None:
+                break
+        else:
+            return [], 0
+        drafts = []
+        for i in range(start, start + limit):
+            token = tokens[i] if i < end else drafts[i - end]
+            if isinstance(token, Latent):  # a latent-memory vector has no token id to draft
+                break
+            drafts.append(token)
+        return drafts, n
