@@ -80,6 +80,8 @@ class Engine:
         self._keep = np.zeros((), np.int64)  # logits_to_keep, bound once and updated in place
         self.binding.bind_cpu_input(manifest.graph.logits_to_keep, self._keep)
         self._logits = np.empty((1, 0, manifest.vocab_size), np.float32)  # grown to the most rows a step keeps
+        self._ids = self._step_positions = np.empty((1, 0), np.int64)  # bound; rewritten in place while the
+        # step's token count stays the same, as the logits output is while its row count does
         self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
 
     def _bind_kv_cache(self) -> list:
@@ -99,26 +101,31 @@ class Engine:
         the logits of the last `logits_to_keep` of them, [keep, vocab].
 
         The logits are a view of a buffer the next forward overwrites (copy them to keep them): onnxruntime
-        writes them there directly, so a step allocates and copies nothing but its token ids.
+        writes them there directly, and an AR step rebinds nothing but the attention mask, which grows.
         """
         past, new = len(self.tokens), len(items)
         if past + new > self.max_context:
             raise ContextFull(f"{past + new} tokens do not fit in max_context {self.max_context}")
         names, binding = self.manifest.graph, self.binding
         token_ids = self._bind_latents(items) if names.latent_embeds else items
-        binding.bind_cpu_input(names.input_ids, np.array([token_ids], np.int64))
-        binding.bind_cpu_input(names.position_ids, self._positions[:, past:past + new])
+        if new != self._ids.shape[1]:
+            self._ids, self._step_positions = np.empty((1, new), np.int64), np.empty((1, new), np.int64)
+            binding.bind_cpu_input(names.input_ids, self._ids)
+            binding.bind_cpu_input(names.position_ids, self._step_positions)
+        self._ids[0] = token_ids
+        self._step_positions[0] = self._positions[0, past:past + new]
         binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
-        self._keep[()] = logits_to_keep
-        if logits_to_keep > self._logits.shape[1]:
-            self._logits = np.empty((1, logits_to_keep, self.manifest.vocab_size), np.float32)
-        logits = self._logits[:, :logits_to_keep]
-        binding.bind_output(names.logits, "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
+        if logits_to_keep != self._keep:
+            self._keep[()] = logits_to_keep
+            if logits_to_keep > self._logits.shape[1]:
+                self._logits = np.empty((1, logits_to_keep, self.manifest.vocab_size), np.float32)
+            logits = self._logits[:, :logits_to_keep]
+            binding.bind_output(names.logits, "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
         start = time.perf_counter()
         self.session.run_with_iobinding(binding)
         self.forward_seconds += time.perf_counter() - start
         self.tokens.extend(items)
-        return logits[0]
+        return self._logits[0, :logits_to_keep]
 
     def _bind_latents(self, items: list) -> list[int]:
         """Bind latent_embeds/latent_mask for this step; latent positions get a placeholder token id."""
