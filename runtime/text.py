@@ -1,39 +1,33 @@
 """Turning generated token ids into streamed text: whole UTF-8 characters only, stop strings cut out."""
+from tokenizers.decoders import DecodeStream
+
 from .tokenizer import Tokenizer
 
-INCOMPLETE = "\ufffd"  # what the decoder shows for a UTF-8 sequence that is still missing bytes
+INCOMPLETE = "\ufffd"  # what decoding shows for a UTF-8 sequence that is still missing bytes
 
 
 class IncrementalDecoder:
-    """Decodes a growing list of ids, returning only the newly completed text each time.
-
-    Decoding a short window (from `prefix` on) instead of everything keeps each step O(1); the
-    window is decoded with its preceding token so that tokenizers which drop a leading space
-    at the start of a sequence still produce the right text.
-    """
+    """Decodes a growing list of ids, returning only the newly completed text each time (tokenizers'
+    DecodeStream: it holds back bytes of an unfinished UTF-8 character and keeps the spaces that decoding
+    a token alone would drop)."""
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix = self.read = 0
+        self.stream = DecodeStream(skip_special_tokens=True)
+        self.unread: list[int] = []  # ids whose text the stream still holds back
 
     def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        seen, text = self._window()
-        if text.endswith(INCOMPLETE) or len(text) <= len(seen):
+        self.unread.append(token_id)
+        piece = self.stream.step(self.tokenizer.fast, token_id)
+        if piece is None:
             return ""
-        return self._advance(seen, text)
+        self.unread.clear()
+        return piece
 
     def flush(self) -> str:
         """Whatever is left at the end, even bytes that never completed a character."""
-        return self._advance(*self._window())
-
-    def _window(self) -> tuple[str, str]:
-        return self.tokenizer.decode(self.ids[self.prefix:self.read]), self.tokenizer.decode(self.ids[self.prefix:])
-
-    def _advance(self, seen: str, text: str) -> str:
-        self.prefix, self.read = self.read, len(self.ids)
-        return text[len(seen):]
+        rest, self.unread = self.tokenizer.decode(self.unread) if self.unread else "", []
+        return rest
 
 
 class StopFilter:
