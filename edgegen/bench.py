@@ -1,18 +1,23 @@
 """`edgegen bench`: decoding configurations compared on one model, prompts and threads, in one process.
 
-Configurations are written MODE[:THRESHOLD][@BLOCK]: "ar", "threshold:0.9", "threshold:0.8@4", "verify@auto".
-Every repetition runs every configuration over every prompt, in turn, so that drift of the machine
-(heat, other processes) spreads over all of them alike; warm-up repetitions are not counted.
+Configurations are written MODE[:PARAM][@BLOCK], PARAM being threshold mode's τ or verify mode's draft
+source: "ar", "verify", "verify:lookup@4", "threshold:0.9", "threshold:0.8@auto". Every repetition runs
+every configuration over every prompt, in turn, so that drift of the machine (heat, other processes)
+spreads over all of them alike; warm-up repetitions are not counted.
 """
 import json
+import random
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .runtime.drafting import SOURCES
 from .runtime.errors import EdgegenError
 from .status import StatusLine
+
+GENAI_NGRAM = {"ngram_size": 3}  # onnxruntime-genai's draft-free speculation, as its docs configure it
 
 BUILTIN_PROMPTS = [
     "Write 4821 in words.", "Write 90317 in words.", "Write 566 in words.", "Write 70004 in words.",
@@ -43,6 +48,14 @@ class Row:
     ttft_ms: list = field(default_factory=list)
     step_ms: list = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    drafts: dict = field(default_factory=dict)  # source -> [proposed, accepted]
+    outputs: list = field(default_factory=list)  # token ids per prompt, from the first counted repetition
+    same_as_ar: int | None = None  # prompts whose output equals the AR output
+
+    def add_drafts(self, source: str, proposed: int, accepted: int) -> None:
+        totals = self.drafts.setdefault(source, [0, 0])
+        totals[0] += proposed
+        totals[1] += accepted
 
     def summary(self) -> dict:
         steps = sorted(self.step_ms) or [0.0]
@@ -54,19 +67,27 @@ class Row:
             "step_ms_p50": steps[len(steps) // 2], "step_ms_p99": steps[min(len(steps) - 1, int(len(steps) * 0.99))],
             "prompt_tokens_mean": self.prompt_tokens / self.runs if self.runs else 0.0, "new_tokens": self.new_tokens,
             "peak_rss_mb": self.peak_rss_mb,
+            "draft_acceptance": {source: accepted / proposed if proposed else 0.0
+                                 for source, (proposed, accepted) in self.drafts.items()},
+            "drafts_proposed": {source: proposed for source, (proposed, _) in self.drafts.items()},
+            "same_as_ar": self.same_as_ar, "prompts": len(self.outputs),
         }
 
 
 def parse_config(text: str) -> Config:
     spec, _, block = text.partition("@")
-    mode, _, threshold = spec.partition(":")
-    if mode not in ("ar", "threshold", "verify") or (threshold and mode != "threshold"):
-        raise EdgegenError(f"bad configuration {text!r}: write MODE[:THRESHOLD][@BLOCK] with MODE ar, threshold or "
-                           "verify, e.g. threshold:0.9@auto")
+    mode, _, param = spec.partition(":")
+    if mode not in ("ar", "threshold", "verify") or (param and mode == "ar") or \
+            (param and mode == "verify" and param not in SOURCES):
+        raise EdgegenError(f"bad configuration {text!r}: write MODE[:PARAM][@BLOCK] with MODE ar, threshold or "
+                           f"verify, PARAM threshold's τ or verify's drafts ({', '.join(SOURCES)}), e.g. "
+                           "threshold:0.9@auto or verify:lookup@4")
     options = {"mode": mode}
     try:
-        if threshold:
-            options["threshold"] = float(threshold)
+        if param and mode == "verify":
+            options["drafts"] = param
+        elif param:
+            options["threshold"] = float(param)
         if block:
             options["block_size"] = block if block == "auto" else int(block)
     except ValueError as e:
@@ -75,9 +96,9 @@ def parse_config(text: str) -> Config:
 
 
 def default_configs(model) -> list[Config]:
-    if not model.manifest.block_size:
-        return [parse_config("ar")]
-    return [parse_config(c) for c in ("ar", "threshold:0.9", "verify")]
+    """AR, the default (lossless verify with every draft source), and on MARS models lossy threshold mode."""
+    mars = model.manifest.mask_token_id is not None
+    return [parse_config(c) for c in ("ar", "verify") + (("threshold:0.9",) if mars else ())]
 
 
 def read_prompts(path: Path | None) -> list[str]:
@@ -117,11 +138,13 @@ class Progress:
                        f"ETA {eta:4.0f}s", last=self.done == self.total)
 
 
-def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> None:
+def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> list[int]:
     generation = model.start(prompt_ids, **options)
     for _ in generation:
         pass
     stats = generation.result.stats
+    for source, counts in stats.drafts_by_source.items():
+        row.add_drafts(source, counts["proposed"], counts["accepted"])
     row.runs += 1
     row.prompt_tokens += stats.prompt_tokens - stats.cached_prompt_tokens
     row.new_tokens += stats.new_tokens
@@ -132,13 +155,14 @@ def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> None:
     row.decode_ms += sum(stats.step_ms)
     row.decode_tokens += stats.decode_tokens
     row.peak_rss_mb = peak_rss_mb()
+    return generation.result.token_ids
 
 
 class GenaiRunner:
-    """onnxruntime-genai's own Generator loop, on a model its builder made from the same checkpoint."""
-    name = "onnxruntime-genai ar"
+    """onnxruntime-genai's own Generator loop, on a model its builder made from the same checkpoint: plain
+    AR, or with its n-gram speculation (`speculative` goes into genai_config.json as its docs show)."""
 
-    def __init__(self, path: Path, threads: int | None):
+    def __init__(self, path: Path, threads: int | None, speculative: dict | None = None):
         try:
             import onnxruntime_genai as og
         except ImportError as e:
@@ -149,9 +173,12 @@ class GenaiRunner:
         config = og.Config(str(path))
         if threads:
             config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-        self.og, self.model = og, og.Model(config)
+        if speculative:
+            config.overlay(json.dumps({"speculative": speculative}))
+        self.og, self.model, self.speculative = og, og.Model(config), speculative
+        self.name = "onnxruntime-genai " + ("ngram" if speculative else "ar")
 
-    def run(self, prompt_ids: list[int], max_new_tokens: int, row: Row) -> None:
+    def run(self, prompt_ids: list[int], max_new_tokens: int, row: Row) -> list[int]:
         params = self.og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, do_sample=False)
         generator = self.og.Generator(self.model, params)
@@ -164,17 +191,24 @@ class GenaiRunner:
             step_start = time.perf_counter()
             generator.generate_next_token()
             steps.append((time.perf_counter() - step_start) * 1000)
-        new_tokens = len(generator.get_sequence(0)) - len(prompt_ids)
+        output = [int(t) for t in generator.get_sequence(0)[len(prompt_ids):]]
+        new_tokens = len(output)
         row.runs += 1
         row.prompt_tokens += len(prompt_ids)
         row.new_tokens += new_tokens
-        row.forwards += new_tokens
+        if self.speculative:
+            stats = generator.get_speculative_stats()
+            row.forwards += stats["target_forward_passes"] + stats["standard_fallback_steps"]
+            row.add_drafts("ngram", stats["draft_tokens_evaluated"], stats["draft_tokens_accepted"])
+        else:
+            row.forwards += new_tokens
         row.prefill_ms += (first - start) * 1000
         row.ttft_ms.append((first - start) * 1000)
         row.step_ms += steps
         row.decode_ms += sum(steps)
         row.decode_tokens += len(steps)
         row.peak_rss_mb = peak_rss_mb()
+        return output
 
 
 def synthetic_prompt(model, tokens: int) -> list[int]:
@@ -185,32 +219,50 @@ def synthetic_prompt(model, tokens: int) -> list[int]:
 
 
 def benchmark(model, prompt_ids: list[list[int]], configs: list[Config], max_new_tokens: int, repeat: int,
-              warmup: int, genai=None) -> list[dict]:
-    """Summaries per configuration (and onnxruntime-genai's AR, when given), alternating every prompt."""
-    rows = {c.name: Row(c.name) for c in configs}
-    if genai:
-        rows[genai.name] = Row(genai.name)
+              warmup: int, genai: list | None = None) -> list[dict]:
+    """Summaries per configuration (and onnxruntime-genai's runners, when given), alternating every prompt
+    in a shuffled order."""
+    runners = [(c.name, lambda ids, row, c=c: run_edgegen(
+        model, ids, {"max_new_tokens": max_new_tokens, **c.options}, row)) for c in configs]
+    runners += [(g.name, lambda ids, row, g=g: g.run(ids, max_new_tokens, row)) for g in genai or []]
+    rows = {name: Row(name) for name, _ in runners}
+    order = random.Random(0)
     progress = Progress((warmup + repeat) * len(prompt_ids))
     for repetition in range(warmup + repeat):
         for ids in prompt_ids:
-            for config in configs:
+            order.shuffle(runners)  # whoever runs right after another runtime finds cold caches: spread that cost
+            for name, run in runners:
                 model.engine.rewind(0)  # no KV reuse between configurations: each pays its own prefill
-                row = rows[config.name] if repetition >= warmup else Row(config.name)
-                run_edgegen(model, ids, {"max_new_tokens": max_new_tokens, **config.options}, row)
-            if genai:
-                genai.run(ids, max_new_tokens, rows[genai.name] if repetition >= warmup else Row(genai.name))
+                row = rows[name] if repetition >= warmup else Row(name)
+                output = run(ids, row)
+                if repetition == warmup:
+                    row.outputs.append(output)
             progress.step("warm-up" if repetition < warmup else f"repetition {repetition - warmup + 1}")
+    reference = rows.get("ar") or rows.get("onnxruntime-genai ar")
+    for row in rows.values():
+        if reference:
+            row.same_as_ar = sum(a == b for a, b in zip(row.outputs, reference.outputs))
     return [row.summary() for row in rows.values()]
 
 
+def best_ratio(summaries: list[dict]) -> tuple[dict, dict, float]:
+    """The fastest edgegen configuration, the fastest onnxruntime-genai one, and their decode speed ratio."""
+    ours = [s for s in summaries if not s["config"].startswith("onnxruntime-genai")]
+    theirs = [s for s in summaries if s["config"].startswith("onnxruntime-genai")]
+    best, rival = (max(group, key=lambda s: s["decode_tokens_per_s"]) for group in (ours, theirs))
+    return best, rival, best["decode_tokens_per_s"] / rival["decode_tokens_per_s"]
+
+
 def print_table(summaries: list[dict]) -> None:
-    header = ["config", "TTFT p50 ms", "prefill tok/s", "decode tok/s", "tok/forward", "step p50 ms", "step p99 ms",
-              "peak RSS MB"]
-    keys = ["config", "ttft_ms_p50", "prefill_tokens_per_s", "decode_tokens_per_s", "tokens_per_forward",
-            "step_ms_p50", "step_ms_p99", "peak_rss_mb"]
+    header = ["config", "TTFT p50 ms", "prefill tok/s", "decode tok/s", "tok/forward", "draft acceptance",
+              "step p50 ms", "step p99 ms", "peak RSS MB", "same as AR"]
+    keys = ["config", "ttft_ms_p50", "prefill_tokens_per_s", "decode_tokens_per_s", "tokens_per_forward", "drafts",
+            "step_ms_p50", "step_ms_p99", "peak_rss_mb", "same"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for s in summaries:
+        s = {**s, "drafts": " ".join(f"{k} {v:.2f}" for k, v in s["draft_acceptance"].items()) or "-",
+             "same": "-" if s["same_as_ar"] is None else f"{s['same_as_ar']}/{s['prompts']}"}
         print("| " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
 
 

@@ -54,6 +54,7 @@ def test_parse_config():
     assert parse_config("ar").options == {"mode": "ar"}
     assert parse_config("threshold:0.8@auto").options == {"mode": "threshold", "threshold": 0.8, "block_size": "auto"}
     assert parse_config("verify@4").options == {"mode": "verify", "block_size": 4}
+    assert parse_config("verify:lookup@4").options == {"mode": "verify", "drafts": "lookup", "block_size": 4}
     for bad in ("fast", "verify:0.9", "threshold:x", "ar@many"):
         with pytest.raises(EdgegenError, match="bad configuration"):
             parse_config(bad)
