@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .lookup import PromptLookup
-from .pilot import PRIOR_ACCEPTANCE, PROBE_EVERY, CostCurve, ema_update
+from .pilot import EMA_WEIGHT, PRIOR_ACCEPTANCE, PROBE_EVERY, CostCurve, ema_update
 
 MASK, LOOKUP = "mask", "lookup"
 SOURCES = ("auto", MASK, LOOKUP)  # the `drafts` option: auto is every source the model has
 LOOKUP_MAX = 16  # most lookup drafts one step checks under "auto"
 NEGLIGIBLE = 0.02  # drafts less likely than this to be reached are never worth their cost
+COST_WEIGHT = 0.2  # how fast observed forward times move the cost estimate (each clipped to 0.5-2x of it)
 
 
 @dataclass
@@ -45,7 +46,7 @@ class FixedDrafts:
             source, drafts = None, []
         return Plan(source, drafts, min(self.size, room - len(drafts)) if self.masks else 0)
 
-    def observe(self, plan: Plan, committed: list[int]) -> None:
+    def observe(self, plan: Plan, committed: list[int], fed: int, seconds: float) -> None:
         pass
 
 
@@ -63,6 +64,8 @@ class DraftPilot:
         self.acceptance: dict[tuple, list[float]] = {}
         self.idle: dict[tuple, int] = {}  # steps a source (or the masks) was on offer but not used
         self.offers: list[Plan] = []  # this step's drafts on offer, checked against what it commits
+        self.lookup_hits = 0.0  # running share of steps with lookup drafts on offer ...
+        self.lookup_gain = 0.0  # ... and how many of them are expected to stand then
 
     def table(self, kind: tuple) -> list[float]:
         if kind not in self.acceptance:
@@ -77,12 +80,15 @@ class DraftPilot:
             drafts, match = lookup.propose(min(self.lookup_max, room))
             if drafts:
                 offers.append(Plan(LOOKUP, drafts, 0, (LOOKUP, match)))
+            self.lookup_hits += EMA_WEIGHT * (bool(drafts) - self.lookup_hits)
         self.offers = offers
         masks = min(self.max_masks, room)
         gain = self.mask_gain(masks)
         best, best_rate = Plan(None, [], 0), -1.0
         for offer in [best] + offers:
-            k, m, rate = self.best_counts(offer, fed, gain[:room - len(offer.drafts) + 1])
+            k, m, rate, expected = self.best_counts(offer, fed, gain[:room - len(offer.drafts) + 1])
+            if offer.source == LOOKUP:
+                self.lookup_gain += EMA_WEIGHT * (expected - self.lookup_gain)
             if offer.kind and k == 0 and self.probe(offer.kind):
                 k, rate = 1, float("inf")
             if rate > best_rate:
@@ -92,19 +98,21 @@ class DraftPilot:
         return best
 
     def mask_gain(self, masks: int) -> list[float]:
-        """Expected mask drafts to stand next step, per number of masks appended now (0 .. masks)."""
+        """Expected mask drafts to stand next step beyond what lookup drafts would bring then, per number of
+        masks appended now (0 .. masks): where lookup keeps finding good drafts, masks add little."""
         gain, reach = [0.0], 1.0
         for acceptance in self.table((MASK, 0))[:masks]:
             reach *= acceptance
             gain.append(gain[-1] + reach)
-        return gain
+        hits, rival = self.lookup_hits, self.lookup_gain
+        return [(1 - hits) * g + hits * max(0.0, g - rival) for g in gain]
 
-    def best_counts(self, offer: Plan, fed: int, gain: list[float]) -> tuple[int, int, float]:
-        """(drafts, masks, expected tokens per second) of the best use of an offer. A mask is worth what it
-        is expected to add as a draft next step, which happens only if every draft now stands; it costs a
-        token now and one then."""
+    def best_counts(self, offer: Plan, fed: int, gain: list[float]) -> tuple[int, int, float, float]:
+        """(drafts, masks, expected tokens per second, expected drafts to stand) of the best use of an offer.
+        A mask is worth what it is expected to add as a draft next step, which happens only if every draft
+        now stands; it costs a token now and one then."""
         cost, table = self.cost, self.table(offer.kind) if offer.kind else []
-        best = (0, 0, 0.0)
+        best = (0, 0, 0.0, 0.0)
         tokens, all_stand = 1.0, 1.0
         for k in range(len(offer.drafts) + 1):
             if k:
@@ -117,7 +125,7 @@ class DraftPilot:
                 now = cost[fed_now] if fed_now < len(cost) else float(self.curve(fed_now))
                 rate = (tokens + all_stand * extra) / (now + all_stand * (cost[1 + m] - cost[1]))
                 if rate > best[2]:
-                    best = (k, m, rate)
+                    best = (k, m, rate, tokens - 1.0)
         return best
 
     def probe(self, key: tuple) -> bool:
@@ -129,9 +137,14 @@ class DraftPilot:
             return True
         return False
 
-    def observe(self, plan: Plan, committed: list[int]) -> None:
+    def observe(self, plan: Plan, committed: list[int], fed: int, seconds: float) -> None:
         """Learn from every offer, used or not: what the step committed is the true continuation (greedy) or
-        a draw from it (sampling), so each offer's agreement with it is that source's acceptance."""
+        a draw from it (sampling), so each offer's agreement with it is that source's acceptance. The
+        forward's own time (`fed` tokens in `seconds`) corrects the cost curve, which was measured over a
+        short cache: attention over a long one makes every extra token dearer."""
+        if fed < len(self.cost):
+            estimate = self.cost[fed]
+            self.cost[fed] += COST_WEIGHT * (min(max(seconds, estimate / 2), estimate * 2) - estimate)
         for offer in self.offers:
             agree = next((i for i, (a, b) in enumerate(zip(offer.drafts, committed)) if a != b),
                          min(len(offer.drafts), len(committed)))
