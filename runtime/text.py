@@ -40,6 +40,8 @@ class StopFilter:
 
     def push(self, text: str) -> str:
         """Text that is now safe to show."""
+        if not self.stops:
+            return text
         self.pending += text
         hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
         if hits:
