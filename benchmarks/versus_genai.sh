@@ -1,42 +1,49 @@
 #!/usr/bin/env bash
-# edgegen against onnxruntime-genai on the same Qwen2.5-0.5B-shaped checkpoint (random weights), same machine,
-# same 128-token prompt, 64 new tokens, 2 threads, in one process, alternating run by run (`edgegen bench`).
-# Then the bundled MARS model against onnxruntime-genai's AR on the same weights, over the 80 held-out prompts
-# (needs its Hugging Face checkpoint: DEFAULT_CKPT, as examples/default_model/build.sh writes it).
+# edgegen against onnxruntime-genai (its AR and its n-gram speculation) on the same weights, same machine,
+# 2 threads, in one process, configurations in a shuffled order prompt by prompt (`edgegen bench`):
+#   1. the bundled MARS model, whose HF checkpoint is rebuilt from its ONNX weights for genai's builder,
+#      on held-out code-completion prompts (standard-library functions it never saw) and on all 80;
+#   2. a Qwen2.5-0.5B-shaped checkpoint (random weights) in fp32 and int4, on the same code prompts.
 # Needs the export and bench extras (onnxruntime-genai is in bench). Results: benchmarks/results/genai_*.json
+#   bash benchmarks/versus_genai.sh [WORK_DIR] [bundled|q05|all]
 set -euo pipefail
 WORK=${1:-/tmp/edgegen-bench}
+PART=${2:-all}
 HERE=$(cd "$(dirname "$0")" && pwd)
 RESULTS=$HERE/results
-CKPT=$WORK/qwen05b-24l
-python -c "import sys; sys.path.insert(0, '$HERE'); from pathlib import Path; from decode_loop import make_checkpoint
-make_checkpoint(Path('$CKPT'), 24)"
-for precision in fp32 int4; do
-    [ -f "$WORK/genai-$precision/genai_config.json" ] || \
-        python -m onnxruntime_genai.models.builder -m "$CKPT" -o "$WORK/genai-$precision" -p $precision -e cpu \
-            -c "$WORK/hf-cache"
-done
-for dtype in fp32 int8 int4; do
-    [ -f "$WORK/eg-$dtype/edgegen.json" ] || edgegen export "$CKPT" "$WORK/eg-$dtype" --dtype $dtype --max-context 4096
-done
-bench() {  # edgegen model, genai model, output name
-    edgegen bench "$1" --configs ar --prompt-tokens 128 --max-new-tokens 64 --repeat 5 --warmup 1 --threads 2 \
-        --provider cpu --compare onnxruntime-genai --genai-model "$2" --json > "$RESULTS/$3.json"
+mkdir -p "$WORK"
+grep '"task": "complete"' "$HERE/data/heldout_prompts.jsonl" > "$WORK/complete.jsonl"
+head -n 10 "$WORK/complete.jsonl" > "$WORK/complete10.jsonl"
+bench() {  # edgegen model, genai model, prompts, max new tokens, repeats, output name, configs...
+    local model=$1 genai=$2 prompts=$3 tokens=$4 repeats=$5 name=$6
+    shift 6
+    edgegen bench "$model" --prompts "$prompts" --configs "$@" --max-new-tokens "$tokens" --repeat "$repeats" \
+        --warmup 1 --threads 2 --provider cpu --compare onnxruntime-genai --genai-model "$genai" --json \
+        > "$RESULTS/$name.json"
 }
-bench "$WORK/eg-fp32" "$WORK/genai-fp32" genai_fp32
-bench "$WORK/eg-int4" "$WORK/genai-int4" genai_int4
-bench "$WORK/eg-int8" "$WORK/genai-int4" genai_int8_vs_int4
 
-if [ -n "${DEFAULT_CKPT:-}" ]; then  # genai's builder reads model_type qwen2, not the MARS release's a2d-qwen2
-    mkdir -p "$WORK/default-qwen2" && cp "$DEFAULT_CKPT"/* "$WORK/default-qwen2/"
-    sed -i 's/"a2d-qwen2"/"qwen2"/; s/"A2DQwen2LMHeadModel"/"Qwen2ForCausalLM"/' "$WORK/default-qwen2/config.json"
+if [ "$PART" != q05 ]; then
+    BUNDLED=$(python -c "from edgegen.models import DEFAULT_MODEL; print(DEFAULT_MODEL)")
+    [ -f "$WORK/default-hf/config.json" ] || python "$HERE/checkpoint_from_onnx.py" "$BUNDLED" "$WORK/default-hf"
     [ -f "$WORK/genai-default/genai_config.json" ] || python -m onnxruntime_genai.models.builder \
-        -m "$WORK/default-qwen2" -o "$WORK/genai-default" -p fp32 -e cpu -c "$WORK/hf-cache"
-    for task in all numbers; do
-        prompts=$HERE/data/heldout_prompts.jsonl
-        [ $task = numbers ] && prompts=$WORK/numbers.jsonl && grep '"task": "numbers"' "$HERE/data/heldout_prompts.jsonl" > "$prompts"
-        edgegen bench --prompts "$prompts" --configs ar threshold:0.9 verify verify@auto --max-new-tokens 96 \
-            --repeat 3 --warmup 1 --threads 2 --provider cpu --compare onnxruntime-genai \
-            --genai-model "$WORK/genai-default" --json > "$RESULTS/genai_bundled_$task.json"
+        -i "$WORK/default-hf" -o "$WORK/genai-default" -p fp32 -e cpu -c "$WORK/hf-cache"
+    bench "$BUNDLED" "$WORK/genai-default" "$WORK/complete.jsonl" 128 5 genai_bundled_code \
+        ar verify verify:lookup verify:mask verify@4 threshold:0.9
+    bench "$BUNDLED" "$WORK/genai-default" "$HERE/data/heldout_prompts.jsonl" 128 3 genai_bundled_all \
+        ar verify verify:lookup verify:mask verify@4 threshold:0.9
+fi
+
+if [ "$PART" != bundled ]; then
+    CKPT=$WORK/qwen05b-24l
+    python -c "import sys; sys.path.insert(0, '$HERE'); from pathlib import Path; from decode_loop import make_checkpoint
+make_checkpoint(Path('$CKPT'), 24)"
+    for precision in fp32 int4; do
+        [ -f "$WORK/genai-$precision/genai_config.json" ] || \
+            python -m onnxruntime_genai.models.builder -m "$CKPT" -o "$WORK/genai-$precision" -p $precision -e cpu \
+                -c "$WORK/hf-cache"
+        [ -f "$WORK/eg-$precision/edgegen.json" ] || \
+            edgegen export "$CKPT" "$WORK/eg-$precision" --dtype $precision --max-context 4096
+        bench "$WORK/eg-$precision" "$WORK/genai-$precision" "$WORK/complete10.jsonl" 64 2 genai_q05_$precision \
+            ar verify
     done
 fi

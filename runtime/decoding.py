@@ -73,9 +73,9 @@ def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray
     q is one-hot, so a draft stands with probability p and a rejection draws from p without it.
     """
     if sampler.greedy:
-        targets = logits.argmax(axis=-1)
+        targets = logits.argmax(axis=-1).tolist()
         accepted = next((i for i, token in enumerate(drafts) if token != targets[i]), len(drafts))
-        return accepted, int(targets[accepted])
+        return accepted, targets[accepted]
     target = sampler.distributions(logits)
     for i, token in enumerate(drafts):
         q = draft_probs[i] if draft_probs is not None else None
@@ -97,14 +97,14 @@ def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mas
     while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
         plan = policy.plan(len(pending), room, mask_drafts, lookup)
         drafts = plan.drafts
-        cached, fed, spent = len(engine.tokens), len(pending) + len(drafts) + plan.masks, engine.forward_seconds
+        cached = len(engine.tokens)
         logits = engine.forward(pending + drafts + [mask_id] * plan.masks, 1 + len(drafts) + plan.masks)
         probs = mask_probs[:len(drafts)] if plan.source == MASK and mask_probs is not None else None
         accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, probs, sampler)
         stats.record(len(drafts), accepted, plan.source)
         engine.rewind(cached + len(pending) + accepted)  # rejected drafts and masks: a length update
         committed = drafts[:accepted] + [token]
-        policy.observe(plan, committed, fed, engine.forward_seconds - spent)
+        policy.observe(plan, committed)
         if accepted == len(drafts) and plan.masks:
             mask_drafts, mask_probs = sampler.sample(logits[1 + len(drafts):])
             mask_drafts = mask_drafts.tolist()

@@ -17,7 +17,6 @@ MASK, LOOKUP = "mask", "lookup"
 SOURCES = ("auto", MASK, LOOKUP)  # the `drafts` option: auto is every source the model has
 LOOKUP_MAX = 16  # most lookup drafts one step checks under "auto"
 NEGLIGIBLE = 0.02  # drafts less likely than this to be reached are never worth their cost
-COST_WEIGHT = 0.2  # how fast observed forward times move the cost estimate (each clipped to 0.5-2x of it)
 
 
 @dataclass
@@ -46,7 +45,7 @@ class FixedDrafts:
             source, drafts = None, []
         return Plan(source, drafts, min(self.size, room - len(drafts)) if self.masks else 0)
 
-    def observe(self, plan: Plan, committed: list[int], fed: int, seconds: float) -> None:
+    def observe(self, plan: Plan, committed: list[int]) -> None:
         pass
 
 
@@ -103,6 +102,8 @@ class DraftPilot:
         gain, reach = [0.0], 1.0
         for acceptance in self.table((MASK, 0))[:masks]:
             reach *= acceptance
+            if reach < NEGLIGIBLE:
+                break
             gain.append(gain[-1] + reach)
         hits, rival = self.lookup_hits, self.lookup_gain
         return [(1 - hits) * g + hits * max(0.0, g - rival) for g in gain]
@@ -137,14 +138,9 @@ class DraftPilot:
             return True
         return False
 
-    def observe(self, plan: Plan, committed: list[int], fed: int, seconds: float) -> None:
+    def observe(self, plan: Plan, committed: list[int]) -> None:
         """Learn from every offer, used or not: what the step committed is the true continuation (greedy) or
-        a draw from it (sampling), so each offer's agreement with it is that source's acceptance. The
-        forward's own time (`fed` tokens in `seconds`) corrects the cost curve, which was measured over a
-        short cache: attention over a long one makes every extra token dearer."""
-        if fed < len(self.cost):
-            estimate = self.cost[fed]
-            self.cost[fed] += COST_WEIGHT * (min(max(seconds, estimate / 2), estimate * 2) - estimate)
+        a draw from it (sampling), so each offer's agreement with it is that source's acceptance."""
         for offer in self.offers:
             agree = next((i for i, (a, b) in enumerate(zip(offer.drafts, committed)) if a != b),
                          min(len(offer.drafts), len(committed)))

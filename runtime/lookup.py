@@ -13,24 +13,28 @@ class PromptLookup:
 
     def __init__(self, tokens: list):
         self.tokens: list = []
+        self.tail: tuple = ()  # the last MAX_NGRAM tokens
         self.follows: list[dict] = [{} for _ in range(MAX_NGRAM + 1)]  # [n]: n-gram -> index of the next token
         self.extend(tokens)
 
     def extend(self, tokens: list) -> None:
         """Append committed tokens. An n-gram is indexed once a token follows it, so the current suffix
         never matches itself."""
+        follows, tail = self.follows, self.tail
         for token in tokens:
             end = len(self.tokens)
-            for n in range(1, min(MAX_NGRAM, end) + 1):
-                self.follows[n][tuple(self.tokens[end - n:end])] = end
+            for n in range(1, len(tail) + 1):
+                follows[n][tail[-n:]] = end
             self.tokens.append(token)
+            tail = (tail + (token,))[-MAX_NGRAM:]
+        self.tail = tail
 
     def propose(self, limit: int) -> tuple[list[int], int]:
         """Up to `limit` tokens continuing the longest suffix that occurred before, and that suffix's length
         (0: no match). Copying may run into the draft itself, so a repeating pattern continues past the end."""
         tokens, end = self.tokens, len(self.tokens)
-        for n in range(min(MAX_NGRAM, end), 0, -1):
-            start = self.follows[n].get(tuple(tokens[end - n:]))
+        for n in range(len(self.tail), 0, -1):
+            start = self.follows[n].get(self.tail[-n:])
             if start is not None:
                 break
         else:

@@ -18,6 +18,9 @@ import numpy as np
 from .engine import Engine
 
 CURVE_SIZES = (1, 2, 4, 8, 16, 32)
+CURVE_PAST = 512  # cache length the curve is measured over: extra tokens cost more over a longer cache, and
+# a curve taken over 128 tokens priced them half as dear as decoding of the held-out prompts found them
+CURVE_VERSION = 2  # how curves are measured; cached and recorded curves of another version are measured anew
 CACHE_DIR = Path(os.environ.get("EDGEGEN_CACHE", Path.home() / ".cache" / "edgegen"))
 EMA_WEIGHT = 0.1
 PRIOR_ACCEPTANCE = 0.5
@@ -38,7 +41,7 @@ class CostCurve:
         return np.interp(new_tokens, self.sizes, self.seconds) + beyond
 
     @classmethod
-    def measure(cls, engine: Engine, past: int = 128, repeats: int = 5) -> "CostCurve":
+    def measure(cls, engine: Engine, past: int = CURVE_PAST, repeats: int = 5) -> "CostCurve":
         """Median latency of forwards over a `past`-token cache, the sizes taken in turn so that a machine's
         drift touches them alike; the cache is left empty afterwards. A forward of more tokens never costs
         less than one of fewer, so a noisy dip is flattened out."""
@@ -60,18 +63,18 @@ class CostCurve:
     def record(self, engine: Engine, threads: int | None) -> dict:
         """The curve with what it holds for: this machine, provider and thread count (for the manifest)."""
         return {"machine": machine_id(), "provider": engine.provider, "threads": threads, "sizes": self.sizes,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "version": CURVE_VERSION}
 
     @classmethod
     def cached(cls, engine: Engine, threads: int | None) -> "CostCurve":
         """The curve the manifest recorded if it was measured on this kind of machine with the same provider
         and threads; else the one measured on first use for this model, provider and thread count."""
         recorded = engine.manifest.cost_curve
-        if recorded and (recorded["machine"], recorded["provider"], recorded["threads"]) == \
-                (machine_id(), engine.provider, threads):
+        if recorded and (recorded["machine"], recorded["provider"], recorded["threads"], recorded.get("version")) == \
+                (machine_id(), engine.provider, threads, CURVE_VERSION):
             return cls(recorded["sizes"], recorded["seconds"])
         key = f"{engine.manifest.source.get('weights_sha256', 'unknown')}-{engine.manifest.dtype}-" \
-              f"{engine.provider}-{threads or 'default'}"
+              f"{engine.provider}-{threads or 'default'}-v{CURVE_VERSION}"
         path = CACHE_DIR / "cost_curves.json"
         try:
             curves = json.loads(path.read_text())

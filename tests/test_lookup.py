@@ -75,7 +75,7 @@ def test_pilot_learns_from_offers_it_did_not_take():
     history = [1, 2, 3, 4, 1]
     for _ in range(40):
         plan = pilot.plan(1, 100, [5, 6], PromptLookup(history))  # too dear to check anything but probes ...
-        pilot.observe(plan, [7], 1, 1.0)  # ... yet each step shows the mask drafts and lookup drafts were wrong
+        pilot.observe(plan, [7])  # ... yet each step shows the mask drafts and lookup drafts were wrong
     assert pilot.acceptance[(MASK, 0)][0] < 0.01 and pilot.acceptance[(LOOKUP, 1)][0] < 0.01
     assert pilot.acceptance[(MASK, 0)][1] == pytest.approx(0.5)  # never reached, never judged
 
