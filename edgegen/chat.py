@@ -64,7 +64,8 @@ def parse_setting(text: str, options: dict, model) -> dict:
     if parsed is None:
         del updated[key]
     if key == "mode":  # a block size or threshold chosen for one mode does not carry over to another
-        for name in ("block_size",) + (THRESHOLD_OPTIONS if parsed != "threshold" else ()):
+        for name in ("block_size",) + (THRESHOLD_OPTIONS if parsed != "threshold" else ()) + \
+                (("drafts",) if parsed != "verify" else ()):
             updated.pop(name, None)
     GenerationOptions(**updated).check(model.manifest)
     return updated

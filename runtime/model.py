@@ -64,6 +64,8 @@ class GenerationOptions:
              "this model has no <|mask|> token, so threshold mode cannot run: use mode='verify' (lossless, "
              "lookup drafts) or mode='ar'"),
             (self.drafts not in SOURCES, f"drafts must be one of {', '.join(SOURCES)}"),
+            (self.mode != "verify" and self.drafts != "auto",
+             f"drafts={self.drafts!r} belongs to mode='verify', not mode={self.mode!r}"),
             (self.drafts == MASK and manifest.mask_token_id is None,
              "this model has no <|mask|> token, so it has no mask drafts: use drafts='lookup' or 'auto'"),
             (self.max_new_tokens < 1, "max_new_tokens must be >= 1"),

@@ -73,7 +73,8 @@ class CostCurve:
         if recorded and (recorded["machine"], recorded["provider"], recorded["threads"], recorded.get("version")) == \
                 (machine_id(), engine.provider, threads, CURVE_VERSION):
             return cls(recorded["sizes"], recorded["seconds"])
-        key = f"{engine.manifest.source.get('weights_sha256', 'unknown')}-{engine.manifest.dtype}-" \
+        m = engine.manifest  # the same weights as fp32, int8 or int4 graphs cost very differently
+        key = f"{m.source.get('weights_sha256', 'unknown')}-{m.dtype}-{m.weights or m.dtype}-" \
               f"{engine.provider}-{threads or 'default'}-v{CURVE_VERSION}"
         path = CACHE_DIR / "cost_curves.json"
         try:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edgegen import load
+from edgegen import EdgegenError, GenerationOptions, load
 from edgegen.runtime.drafting import LOOKUP, MASK, DraftPilot, Plan
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.lookup import PromptLookup
@@ -53,6 +53,13 @@ def test_lookup_verify_on_a_model_without_mask_token(exported):
     assert verified.stats.drafts_by_source[LOOKUP]["proposed"] > 0
 
 
+def test_draft_sources_belong_to_verify(mars_model):
+    with pytest.raises(EdgegenError, match="drafts='lookup' belongs to mode='verify', not mode='ar'"):
+        mars_model.generate("x", mode="ar", drafts="lookup")
+    with pytest.raises(EdgegenError, match="drafts must be one of auto, mask, lookup"):
+        mars_model.generate("x", drafts="ngram")
+
+
 def test_stats_count_drafts_by_source(mars_model):
     result = mars_model.generate(REPEATING[1], max_new_tokens=30, block_size=4)
     by_source = result.stats.drafts_by_source
@@ -90,3 +97,18 @@ def test_pilot_stays_within_the_room_left():
     pilot = DraftPilot(CostCurve([1, 32], [1.0, 1.0]), max_masks=3, lookup_max=16)
     plan = pilot.plan(1, 2, [4, 5, 6], PromptLookup([1, 2, 3, 4, 1]))
     assert len(plan.drafts) + plan.masks <= 2
+
+
+def test_chat_settings_switch_modes_cleanly(mars_model):
+    from edgegen.chat import parse_setting
+
+    options = parse_setting("threshold=0.8", {"drafts": "auto"}, mars_model)  # a threshold asks for threshold mode
+    assert GenerationOptions(**options).check(mars_model.manifest).mode == "threshold"
+    options = parse_setting("mode=verify", options, mars_model)  # drops the threshold it no longer uses
+    assert "threshold" not in options
+    options = parse_setting("drafts=lookup", options, mars_model)
+    options = parse_setting("block=auto", options, mars_model)
+    assert options == {"mode": "verify", "drafts": "lookup", "block_size": "auto"}
+    assert "drafts" not in parse_setting("mode=ar", options, mars_model)
+    with pytest.raises(EdgegenError, match="drafts must be one of"):
+        parse_setting("drafts=every", options, mars_model)

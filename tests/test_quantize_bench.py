@@ -80,3 +80,35 @@ def test_bench_compare_needs_a_genai_model(exported):
     run = subprocess.run([sys.executable, "-m", "edgegen", "bench", str(exported["mars"]), "--compare",
                           "onnxruntime-genai"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "--genai-model" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bench_against_genai_ar_and_ngram_on_the_same_weights(checkpoints, exported, tmp_path):
+    """genai's builder makes its own model from the same checkpoint; bench runs its AR and its n-gram
+    speculation beside edgegen's configurations and compares outputs with AR's."""
+    genai_dir = tmp_path / "genai"
+    build = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoints["llama"]),
+                            "-o", str(genai_dir), "-p", "fp32", "-e", "cpu", "-c", str(tmp_path / "cache")],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("x = x + 1\nx = x + 1\nx =\nimport json\nimport json\nimport\n")
+    run = subprocess.run([sys.executable, "-m", "edgegen", "bench", str(exported["llama"]), "--prompts", str(prompts),
+                          "--raw", "--configs", "ar", "verify", "--repeat", "1", "--warmup", "0", "--max-new-tokens",
+                          "24", "--compare", "onnxruntime-genai", "--genai-model", str(genai_dir), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    results = {r["config"]: r for r in json.loads(run.stdout)["results"]}
+    assert set(results) == {"ar", "verify", "onnxruntime-genai ar", "onnxruntime-genai ngram"}
+    assert all(r["same_as_ar"] == r["prompts"] == 6 for r in results.values())  # fp32, same weights: same text
+    assert results["verify"]["drafts_proposed"]["lookup"] > 0 and results["onnxruntime-genai ngram"]["drafts_proposed"]
+    assert "best edgegen (" in run.stderr and "best onnxruntime-genai (" in run.stderr
+
+
+def test_cached_cost_curves_tell_precisions_apart(quantized, exported, tmp_path, monkeypatch):
+    """An int8 graph of the same weights costs differently from the fp32 one: each gets its own curve."""
+    from edgegen.runtime import pilot
+
+    monkeypatch.setattr(pilot, "CACHE_DIR", tmp_path)
+    for model_dir in (exported["mars"], quantized["int8"]):
+        load(model_dir, provider="cpu", max_context=128, threads=1).cost_curve
+    assert len(json.loads((tmp_path / "cost_curves.json").read_text())) == 2
