@@ -72,8 +72,8 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefixes: list[str], bias:
     """x @ W^T (+ b) for one or several HF Linear layers packed side by side into one MatMul."""
     w = np.concatenate([weights.get(p + ".weight") for p in prefixes], axis=0)
     y = g.op("MatMul", [x, g.weight(prefixes[0] + ".weight_T", w.T)])
-    if bias:
-        b = np.concatenate([weights.get(p + ".bias") for p in prefixes])
+    b = np.concatenate([weights.get(p + ".bias") for p in prefixes]) if bias else None
+    if b is not None and b.any():  # an all-zero bias (fresh or pruned layers) is no bias: no kernel for it
         y = g.op("Add", [y, g.weight(prefixes[0] + ".bias_packed", b)])
     return y
 

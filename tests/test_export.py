@@ -29,6 +29,20 @@ def fp16_exports(checkpoints, tmp_path_factory):
             for name in ("mars", "llama")}
 
 
+def test_all_zero_biases_cost_no_kernel(tmp_path):
+    """transformers starts biases at zero; such a bias adds nothing, so the graph has no Add for it."""
+    import onnx
+
+    from tiny_models import save_model
+
+    src = save_model(tmp_path / "src", zero_biases=True)
+    out = export_model(src, tmp_path / "model", quiet=True) and tmp_path / "model"
+    assert not [n for n in onnx.load(out / "model.onnx").graph.node if n.op_type == "Add"]
+    ids = list(range(3, 15))
+    engine = Engine(out, Manifest.load(out), provider="cpu", max_context=64)
+    assert np.abs(engine.forward(ids, len(ids)) - reference_logits(src, ids)).max() < TOLERANCE["fp32"]
+
+
 @pytest.mark.parametrize("name, dtype", [("mars", "fp32"), ("qwen2_4x", "fp32"), ("llama", "fp32"),
                                          ("bf16_sharded", "fp32"), ("mars", "fp16"), ("llama", "fp16")])
 def test_engine_logits_match_transformers(name, dtype, checkpoints, exported, fp16_exports):

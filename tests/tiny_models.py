@@ -21,8 +21,9 @@ def save_tokenizer(out: Path, with_mask: bool, vocab_size: int = 512) -> int:
 
 def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: str = "float32",
                shard: bool = False, config_format: str = "5.x", mars: bool = False, seed: int = 0,
-               vocab_size: int | None = None, **config) -> Path:
-    """A 2-layer random model; initializer_range 0.2 keeps its logits far from flat, so argmax ties are rare."""
+               vocab_size: int | None = None, zero_biases: bool = False, **config) -> Path:
+    """A 2-layer random model; initializer_range 0.2 keeps its logits far from flat, so argmax ties are rare.
+    Biases are random too, as in trained models (transformers initializes them to zero)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -36,6 +37,11 @@ def save_model(out: Path, arch: str = "qwen2", with_mask: bool = True, dtype: st
     model = model_class(config_class(**sizes, vocab_size=vocab_size or (vocab + 63) // 64 * 64,
                                      tie_word_embeddings=arch == "qwen2", initializer_range=0.2, eos_token_id=2,
                                      pad_token_id=0)).to(getattr(torch, dtype))
+    if not zero_biases:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.endswith(".bias"):
+                    parameter.normal_(0.0, 0.2)
     model.save_pretrained(out, max_shard_size="100KB" if shard else "5GB")
     if mars or config_format == "4.x":
         rewrite_config(out / "config.json", mars, config_format)
