@@ -34,7 +34,7 @@ class FixedDrafts:
     def __init__(self, block_size: int, masks: bool, lookup: bool):
         self.size, self.masks, self.lookup = block_size - 1, masks, lookup
 
-    def plan(self, fed: int, room: int, mask_drafts: list[int], lookup: PromptLookup) -> Plan:
+    def plan(self, fed: int, room: int, mask_drafts: list[int], lookup: PromptLookup | None) -> Plan:
         limit = min(self.size, room)
         if mask_drafts:
             source, drafts = MASK, mask_drafts[:limit]
@@ -159,7 +159,7 @@ class DraftStats:
     by_position: list = field(default_factory=list)  # [proposed, accepted] for draft 1, 2, ...
     by_source: dict = field(default_factory=dict)  # source -> [proposed, accepted]
 
-    def record(self, proposed: int, accepted: int, source: str | None = MASK) -> None:
+    def record(self, proposed: int, accepted: int, source: str) -> None:
         if not proposed:
             return
         self.proposed += proposed

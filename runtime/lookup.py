@@ -4,7 +4,7 @@ decoding, onnxruntime-genai's n-gram speculation). The model verifies every gues
 """
 from .engine import Latent
 
-MAX_NGRAM = 4  # longest suffix matched; longer matches changed no draft on the held-out prompts
+MAX_NGRAM = 4  # longest suffix matched; matching up to 8 gave the same tokens per forward on held-out prompts
 
 
 class PromptLookup:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import onnx
 import pytest
 
@@ -38,7 +39,14 @@ def test_quantized_export_rewrites_every_matmul_and_runs(quantized, exported, dt
     assert len(result.token_ids) == 8 and result.stop_reason == "max_new_tokens"
     if dtype == "int8":  # 8-bit weights stay close to fp32: the tolerance the README reports
         assert verification["max_abs_logit_diff"] < 0.15 * verification["max_abs_reference_logit"]
-        assert reference.generate("import json", max_new_tokens=1).token_ids == result.token_ids[:1]
+        ids = model.encode_prompt("import json")
+        reference.engine.rewind(0)
+        model.engine.rewind(0)
+        exact, quantized_logits = reference.engine.forward(ids, 1)[0].copy(), model.engine.forward(ids, 1)[0]
+        error = np.abs(exact - quantized_logits).max()
+        assert error < 0.15 * np.abs(exact).max()
+        # the first token is fp32's, or one that fp32 ranks within the quantization error of it
+        assert exact.max() - exact[result.token_ids[0]] <= 2 * error
 
 
 def test_manifest_cost_curve_is_used_on_the_same_machine(quantized):
