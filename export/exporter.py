@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 from tokenizers import Tokenizer
 
-from ..runtime.manifest import MANIFEST_NAME, Manifest
+from ..runtime.manifest import MANIFEST_NAME, GraphInterface, Manifest
 from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, Weights, read_json, read_model_spec, \
     require_file
 from .errors import ExportError
@@ -184,6 +184,7 @@ def make_manifest(src: Path, spec: ModelSpec, weights: Weights, dtype: str, max_
         block_size=spec.block_size,
         max_context=max_context,
         dtype=dtype,
+        graph=GraphInterface(position_ids=None),
         source={"path": str(src.resolve()), "model_type": spec.model_type, "dtype": spec.source_dtype,
                 "weights_sha256": weights.sha256(), "exported_by": f"edgegen {__version__}"},
         **special_token_ids(src, Tokenizer.from_file(str(src / "tokenizer.json"))),

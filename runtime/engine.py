@@ -111,9 +111,11 @@ class Engine:
         if new != self._ids.shape[1]:
             self._ids, self._step_positions = np.empty((1, new), np.int64), np.empty((1, new), np.int64)
             binding.bind_cpu_input(names.input_ids, self._ids)
-            binding.bind_cpu_input(names.position_ids, self._step_positions)
+            if names.position_ids:  # graphs exported before positions came from the attention mask
+                binding.bind_cpu_input(names.position_ids, self._step_positions)
         self._ids[0] = token_ids
-        self._step_positions[0] = self._positions[0, past:past + new]
+        if names.position_ids:
+            self._step_positions[0] = self._positions[0, past:past + new]
         binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
         if logits_to_keep != self._keep:
             self._keep[()] = logits_to_keep

@@ -14,7 +14,8 @@ class GraphInterface:
     """Input/output names of the decoder graph; KV tensors are [batch, kv_heads, seq, head_dim] (BNSH)."""
     file: str = "model.onnx"
     input_ids: str = "input_ids"
-    position_ids: str = "position_ids"
+    position_ids: str | None = "position_ids"  # None: the graph takes positions from the attention mask, as
+    # exports do now; earlier exports take this input
     attention_mask: str = "attention_mask"
     logits_to_keep: str = "logits_to_keep"
     logits: str = "logits"

@@ -60,14 +60,14 @@ def test_graph_contract_with_growing_past(checkpoints, exported):
     """The plain onnxruntime contract: past KV [B, KV, P, D] in, present [B, KV, P+S, D] out."""
     manifest, model_dir = Manifest.load(exported["mars"]), exported["mars"]
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert "position_ids" not in {i.name for i in session.get_inputs()} and manifest.graph.position_ids is None
     ids = list(range(20, 32))
     expected = reference_logits(checkpoints["mars"], ids)
     empty = np.zeros((1, manifest.num_kv_heads, 0, manifest.head_dim), np.float32)
     past = [empty] * (2 * manifest.num_layers)
     rows, start = [], 0
     for count in (7, 5):
-        feeds = {"input_ids": np.array([ids[start:start + count]]),
-                 "position_ids": np.arange(start, start + count)[None],
+        feeds = {"input_ids": np.array([ids[start:start + count]]),  # positions come from the mask, as in genai
                  "attention_mask": np.ones((1, start + count), np.int64), "logits_to_keep": np.array(count)}
         for layer in range(manifest.num_layers):
             feeds[f"past_key_values.{layer}.key"] = past[2 * layer]
