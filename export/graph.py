@@ -143,7 +143,7 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
         flags = g.op("Unsqueeze", [LATENT_MASK, g.const([-1])])
         embeds = g.op("Where", [flags, LATENT_EMBEDS, embeds])
     # no position_ids: GroupQueryAttention takes the new tokens' positions from seqlens_k, as in genai's
-    # graphs; its position_ids path made a decode step 4-8% slower on CPU
+    # graphs; its position_ids path made a decode step 3.5-8.5% slower on CPU
     x = transformer(g, spec, weights, embeds, seqlens_k, total_len, "", rope_caches(g, spec, max_context),
                     kv_cache=True)
 
