@@ -8,14 +8,15 @@ and in the default verify mode, alternating with genai's `generate_next_token` p
     python benchmarks/step_profile.py --genai-model GENAI_DIR [--model MODEL] [--prompts P.jsonl]
 """
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
+from edgegen.runtime import decoding, text
+from edgegen.runtime import model as model_module
+
 import edgegen
 from edgegen.bench import GenaiRunner, Row, read_prompts
-from edgegen.runtime import decoding, model as model_module, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, save_json  # noqa: E402
@@ -88,7 +89,7 @@ def main():
     model = edgegen.load(args.model, provider="cpu", threads=args.threads)
     prompts = [model.encode_prompt(p, chat=True) for p in read_prompts(args.prompts)]
     genai = GenaiRunner(args.genai_model, args.threads)
-    model.cost_curve  # measured (or read) before the clocks go in
+    curve = model.cost_curve  # measured (or read) before the clocks go in
     clock = Clock()
     for part, target in PARTS.items():
         if target:
@@ -124,7 +125,8 @@ def main():
     print("| **whole step, µs** | " + " | ".join(f"**{s['step_us']:.1f}**" for s in summary.values()) + " |")
     save_json(args.out, {"model": str(args.model or "bundled"), "genai_model": str(args.genai_model),
                          "prompts": str(args.prompts), "max_new_tokens": args.max_new_tokens,
-                         "rounds": args.rounds, "threads": args.threads, "results": summary})
+                         "rounds": args.rounds, "threads": args.threads, "results": summary,
+                         "cost_curve": {"sizes": curve.sizes, "seconds": curve.seconds}})
 
 
 if __name__ == "__main__":
