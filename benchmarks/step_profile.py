@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from edgegen.runtime import decoding, text
-from edgegen.runtime import model as model_module
-
 import edgegen
 from edgegen.bench import GenaiRunner, Row, read_prompts
+from edgegen.runtime import decoding, text
+from edgegen.runtime import model as model_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, save_json  # noqa: E402
