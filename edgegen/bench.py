@@ -2,8 +2,9 @@
 
 Configurations are written MODE[:PARAM][@BLOCK], PARAM being threshold mode's τ or verify mode's draft
 source: "ar", "verify", "verify:lookup@4", "threshold:0.9", "threshold:0.8@auto". Every repetition runs
-every configuration over every prompt, in turn, so that drift of the machine (heat, other processes)
-spreads over all of them alike; warm-up repetitions are not counted.
+every configuration over every prompt, in a shuffled order for each prompt, so that drift of the machine
+(heat, other processes) and cold caches after another runtime spread over all of them alike; warm-up
+repetitions are not counted.
 """
 import json
 import random
