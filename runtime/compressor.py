@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import make_session, select_provider
 from .errors import EdgegenError
+from .providers import make_session
 from .tokenizer import Tokenizer
 
 MEMORY_MANIFEST = "memory.json"
@@ -19,9 +19,8 @@ class Compressor:
             raise EdgegenError(f"{self.path} is not a compressor directory (no {MEMORY_MANIFEST}); create one with "
                                "`edgegen export-memory`")
         self.info = json.loads(manifest.read_text())
-        provider = select_provider(provider)
-        self.compress = make_session(self.path / "compress.onnx", provider, threads)
-        self.query = make_session(self.path / "query.onnx", provider, threads)
+        self.compress, self.provider = make_session(self.path / "compress.onnx", provider, threads)
+        self.query, _ = make_session(self.path / "query.onnx", self.provider, threads)
         self.tokenizer = Tokenizer(self.path)
 
     @property

@@ -5,17 +5,17 @@ tokens' KV in place; rewinding (dropping mask-token KV, reusing a chat prefix) o
 the list of cached tokens.
 """
 import hashlib
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from .cache import cache_dir
 from .errors import EdgegenError
 from .manifest import Manifest
+from .providers import CPU, make_session, tensorrt_options
 
-PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 KV_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
@@ -38,51 +38,47 @@ class Latent:
         return hash(self.key)
 
 
-def select_provider(name: str) -> str:
-    """'auto' picks TensorRT > CUDA > CPU among the providers this onnxruntime build has."""
-    available = ort.get_available_providers()
-    if name == "auto":
-        return next(p for p in PROVIDERS.values() if p in available)
-    provider = PROVIDERS.get(name.lower(), name)
-    if provider not in available:
-        raise EdgegenError(f"execution provider {name!r} is not available in this onnxruntime build "
-                           f"(available: {', '.join(available)}); install onnxruntime-gpu for cuda/tensorrt "
-                           "or use provider='auto'")
-    return provider
-
-
-def make_session(path: Path, provider: str, threads: int | None) -> ort.InferenceSession:
-    if not path.is_file():
-        raise EdgegenError(f"missing file {path}; re-export the model")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(os.fspath(path), options, providers=[provider])
-
-
 class Engine:
     def __init__(self, model_dir: Path, manifest: Manifest, provider: str = "auto",
-                 max_context: int | None = None, threads: int | None = None):
+                 max_context: int | None = None, threads: int | None = None, max_block_tokens: int = 32):
         self.manifest = manifest
         self.max_context = max_context or min(2048, manifest.max_context)
         if not 0 < self.max_context <= manifest.max_context:
             raise EdgegenError(f"max_context {self.max_context} is outside 1..{manifest.max_context}, the range this "
                                "model was exported for; re-export with a larger --max-context to go beyond it")
-        self.provider = select_provider(provider)
-        self.session = make_session(Path(model_dir) / manifest.graph.file, self.provider, threads)
-        self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda"
+        self.session, self.provider = make_session(Path(model_dir) / manifest.graph.file, provider, threads,
+                                                   self._tensorrt_options(max_block_tokens))
+        self.device = "cpu" if self.provider == CPU else "cuda"
+        # onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only: an fp32 GQA graph attends on the CPU,
+        # and its KV must live there too (a bound input on another device is copied once, at bind time)
+        on_cpu = manifest.graph.attention == "gqa" and manifest.dtype == "fp32"
+        self.kv_device = "cpu" if on_cpu else self.device
         self.binding = self.session.io_binding()
         self.kv_cache = self._bind_kv_cache()
         self.tokens: list = []  # the token ids (and Latents) whose KV is in the cache, in order
         self._ones = np.ones((1, self.max_context), np.int64)
         self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
-        self._keep = np.zeros((), np.int64)  # logits_to_keep, bound once and updated in place
-        self.binding.bind_cpu_input(manifest.graph.logits_to_keep, self._keep)
+        self._keep = -1  # the logits_to_keep bound now
         self._logits = np.empty((1, 0, manifest.vocab_size), np.float32)  # grown to the most rows a step keeps
-        self._ids = self._step_positions = np.empty((1, 0), np.int64)  # bound; rewritten in place while the
-        # step's token count stays the same, as the logits output is while its row count does
+        self._step_inputs: dict[int, tuple] = {}  # token count -> (ids, positions) buffers on the device
+        self._bound_count = -1  # the token count whose buffers are bound
         self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
+
+    def _tensorrt_options(self, max_block_tokens: int) -> dict:
+        """Engine and timing caches per model and precision; one profile for prefill, one for decode and
+        verify steps (1 .. max_block_tokens new tokens). The KV buffers have one fixed shape."""
+        m, names = self.manifest, self.manifest.graph
+        directory = cache_dir() / "tensorrt" / f"{m.source.get('weights_sha256', 'unknown')[:16]}-" \
+                                               f"{m.weights or m.dtype}-{self.max_context}"
+        kv = [f"{name % layer}:1x{m.num_kv_heads}x{self.max_context}x{m.head_dim}"
+              for layer in range(m.num_layers) for name in (names.past_key, names.past_value)]
+        prefill = min(256, self.max_context)
+        shapes = {"min": (1, 1, 1, 1), "opt": (prefill, prefill, max_block_tokens, self.max_context // 2),
+                  "max": (self.max_context, self.max_context, max_block_tokens, self.max_context)}
+        profiles = {kind: [f"{names.input_ids}:1x{prefill}", f"{names.attention_mask}:1x{prefill_total}", *kv,
+                           f"{names.input_ids}:1x{step}", f"{names.attention_mask}:1x{step_total}", *kv]
+                    for kind, (prefill, prefill_total, step, step_total) in shapes.items()}
+        return tensorrt_options(directory, profiles)
 
     def _bind_kv_cache(self) -> list:
         m, names = self.manifest, self.manifest.graph
@@ -90,7 +86,7 @@ class Engine:
         cache = []
         for layer in range(m.num_layers):
             for past, present in ((names.past_key, names.present_key), (names.past_value, names.present_value)):
-                buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.device, 0)
+                buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.kv_device, 0)
                 self.binding.bind_ortvalue_input(past % layer, buffer)
                 self.binding.bind_ortvalue_output(present % layer, buffer)
                 cache.append(buffer)
@@ -101,24 +97,19 @@ class Engine:
         the logits of the last `logits_to_keep` of them, [keep, vocab].
 
         The logits are a view of a buffer the next forward overwrites (copy them to keep them): onnxruntime
-        writes them there directly, and an AR step rebinds nothing but the attention mask, which grows.
+        writes them there directly. Token ids go to preallocated buffers on the provider's device; on the CPU
+        an AR step rebinds nothing but the attention mask, which grows.
         """
         past, new = len(self.tokens), len(items)
         if past + new > self.max_context:
             raise ContextFull(f"{past + new} tokens do not fit in max_context {self.max_context}")
         names, binding = self.manifest.graph, self.binding
         token_ids = self._bind_latents(items) if names.latent_embeds else items
-        if new != self._ids.shape[1]:
-            self._ids, self._step_positions = np.empty((1, new), np.int64), np.empty((1, new), np.int64)
-            binding.bind_cpu_input(names.input_ids, self._ids)
-            if names.position_ids:  # graphs exported before positions came from the attention mask
-                binding.bind_cpu_input(names.position_ids, self._step_positions)
-        self._ids[0] = token_ids
-        if names.position_ids:
-            self._step_positions[0] = self._positions[0, past:past + new]
+        self._bind_step_inputs(token_ids, past)
         binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
         if logits_to_keep != self._keep:
-            self._keep[()] = logits_to_keep
+            self._keep = logits_to_keep
+            binding.bind_cpu_input(names.logits_to_keep, np.array(logits_to_keep, np.int64))
             if logits_to_keep > self._logits.shape[1]:
                 self._logits = np.empty((1, logits_to_keep, self.manifest.vocab_size), np.float32)
             logits = self._logits[:, :logits_to_keep]
@@ -128,6 +119,25 @@ class Engine:
         self.forward_seconds += time.perf_counter() - start
         self.tokens.extend(items)
         return self._logits[0, :logits_to_keep]
+
+    def _bind_step_inputs(self, token_ids: list[int], past: int) -> None:
+        """Write the step's ids (and positions, on graphs exported before positions came from the attention
+        mask) into buffers kept per token count. A CUDA session copies a bound input at bind time, so there
+        every step binds again; a CPU session reads the buffer itself, so rebinding is needed only when the
+        count changes."""
+        names, new = self.manifest.graph, len(token_ids)
+        if new not in self._step_inputs:
+            self._step_inputs[new] = tuple(ort.OrtValue.ortvalue_from_shape_and_type([1, new], np.int64, self.device, 0)
+                                           for _ in range(2 if names.position_ids else 1))
+        buffers = self._step_inputs[new]
+        buffers[0].update_inplace(np.asarray([token_ids], np.int64))
+        if names.position_ids:
+            buffers[1].update_inplace(self._positions[:, past:past + new])
+        if new != self._bound_count or self.device != "cpu":
+            self._bound_count = new
+            self.binding.bind_ortvalue_input(names.input_ids, buffers[0])
+            if names.position_ids:
+                self.binding.bind_ortvalue_input(names.position_ids, buffers[1])
 
     def _bind_latents(self, items: list) -> list[int]:
         """Bind latent_embeds/latent_mask for this step; latent positions get a placeholder token id."""

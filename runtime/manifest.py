@@ -25,6 +25,7 @@ class GraphInterface:
     present_value: str = "present.%d.value"
     latent_embeds: str | None = None  # with latent inputs: [batch, seq, hidden] vectors replacing embeddings
     latent_mask: str | None = None  # [batch, seq] bool, True where latent_embeds is used
+    attention: str = "gqa"  # gqa: onnxruntime's GroupQueryAttention; standard: plain ONNX ops TensorRT takes whole
     kv_layout: str = "BNSH"
     kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import cache_dir
 from .engine import Engine
 
 CURVE_SIZES = (1, 2, 4, 8, 16, 32)
 CURVE_PAST = 512  # cache length the curve is measured over: extra tokens cost more over a longer cache, and
 # a curve taken over 128 tokens priced them half as dear as decoding of the held-out prompts found them
 CURVE_VERSION = 2  # how curves are measured; cached and recorded curves of another version are measured anew
-CACHE_DIR = Path(os.environ.get("EDGEGEN_CACHE", Path.home() / ".cache" / "edgegen"))
 EMA_WEIGHT = 0.1
 PRIOR_ACCEPTANCE = 0.5
 PROBE_EVERY = 16  # steps at zero masks between probes, so an estimate that fell can recover
@@ -76,7 +76,7 @@ class CostCurve:
         m = engine.manifest  # the same weights as fp32, int8 or int4 graphs cost very differently
         key = f"{m.source.get('weights_sha256', 'unknown')}-{m.dtype}-{m.weights or m.dtype}-" \
               f"{engine.provider}-{threads or 'default'}-v{CURVE_VERSION}"
-        path = CACHE_DIR / "cost_curves.json"
+        path = cache_dir() / "cost_curves.json"
         try:
             curves = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

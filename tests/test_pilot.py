@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 
-from edgegen.runtime import pilot
 from edgegen.runtime.pilot import PROBE_EVERY, BlockPilot, CostCurve
 
 PROMPTS = ["import json\ndef load(fp):", "class Encoder:\n    def __init__(self", "x = [1, 2,"]
@@ -13,7 +12,7 @@ PROMPTS = ["import json\ndef load(fp):", "class Encoder:\n    def __init__(self"
 def test_cost_curve_is_measured_once_and_cached(exported, tmp_path, monkeypatch):
     from edgegen import load
 
-    monkeypatch.setattr(pilot, "CACHE_DIR", tmp_path)
+    monkeypatch.setenv("EDGEGEN_CACHE", str(tmp_path))
     model = load(exported["mars"], provider="cpu", max_context=128, threads=1)
     curve = model.cost_curve
     assert curve.sizes == [1, 2, 4, 8, 16, 32] and all(s > 0 for s in curve.seconds)

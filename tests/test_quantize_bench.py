@@ -114,9 +114,7 @@ def test_bench_against_genai_ar_and_ngram_on_the_same_weights(checkpoints, expor
 
 def test_cached_cost_curves_tell_precisions_apart(quantized, exported, tmp_path, monkeypatch):
     """An int8 graph of the same weights costs differently from the fp32 one: each gets its own curve."""
-    from edgegen.runtime import pilot
-
-    monkeypatch.setattr(pilot, "CACHE_DIR", tmp_path)
+    monkeypatch.setenv("EDGEGEN_CACHE", str(tmp_path))
     for model_dir in (exported["mars"], quantized["int8"]):
         load(model_dir, provider="cpu", max_context=128, threads=1).cost_curve
     assert len(json.loads((tmp_path / "cost_curves.json").read_text())) == 2
