@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import load
 from .chat import run_chat
+from .doctor import add_doctor
 from .rag_cli import add_rag
 from .runtime import EdgegenError
 from .train.cli import add_train
@@ -26,6 +27,9 @@ def add_export(commands) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT if it holds an earlier export")
     p.add_argument("--latent-inputs", action="store_true",
                    help="let the graph take latent vectors in place of token embeddings (latent-memory RAG)")
+    p.add_argument("--attention", choices=["gqa", "standard"], default="gqa",
+                   help="gqa: onnxruntime's fused GroupQueryAttention and norms (fastest on CPU and CUDA); "
+                        "standard: plain ONNX ops only, so TensorRT can take the whole graph")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the final comparison against transformers")
     p.set_defaults(run=run_export)
@@ -35,7 +39,7 @@ def run_export(args) -> int:
     from .export import export_model
 
     manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
-                            args.verify, latent_inputs=args.latent_inputs)
+                            args.verify, latent_inputs=args.latent_inputs, attention=args.attention)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
     print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, "
           f"{mode})", file=sys.stderr)
@@ -240,6 +244,7 @@ def main(argv=None) -> int:
     add_chat(commands)
     add_rag(commands, add_decoding_options, decoding_options)
     add_bench(commands)
+    add_doctor(commands)
     add_train(commands)
     args = parser.parse_args(argv)
     try:

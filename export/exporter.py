@@ -21,6 +21,7 @@ from .verify import compare_with_transformers
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (protobuf files stop at 2 GiB)
 MASK_TOKEN = "<|mask|>"
 MIN_CONTEXT = 16
+ATTENTIONS = ("gqa", "standard")
 
 
 class Progress:
@@ -106,12 +107,14 @@ def save_graph(model: onnx.ModelProto, path: Path) -> None:
 
 def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | None = None,
                  block_size: int | None = None, force: bool = False, verify: bool = True,
-                 quiet: bool = False, latent_inputs: bool = False) -> Manifest:
+                 quiet: bool = False, latent_inputs: bool = False, attention: str = "gqa") -> Manifest:
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise ExportError(f"checkpoint directory {src} does not exist")
     if dtype not in ("fp32", "fp16") + QUANTIZED_DTYPES:
         raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32, fp16, int8 or int4")
+    if attention not in ATTENTIONS:
+        raise ExportError(f"unsupported --attention {attention!r}; choose {' or '.join(ATTENTIONS)}")
     quantized = dtype in QUANTIZED_DTYPES
     compute = "fp32" if quantized else dtype  # activations and KV cache
     progress = Progress(4 if verify else 3, quiet)
@@ -127,7 +130,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     try:
         progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
                        f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
-        model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized)
+        model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized, attention)
         progress.stage(f"built {compute} graph: {len(model.graph.node)} nodes")
         if quantized:
             save_graph(model, staging / "unquantized.onnx")
@@ -144,6 +147,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
                 shutil.copy2(src / name, staging / name)
         manifest = make_manifest(src, spec, weights, compute, max_context)
         manifest.weights = dtype if quantized else ""  # set only when it differs from dtype
+        manifest.graph.attention = attention
         if latent_inputs:
             manifest.graph.latent_embeds, manifest.graph.latent_mask = LATENT_EMBEDS, LATENT_MASK
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")

@@ -83,31 +83,80 @@ def rope_caches(g: GraphBuilder, spec: ModelSpec, length: int) -> tuple[str, str
     return g.weight("rope_cos", np.cos(freqs)), g.weight("rope_sin", np.sin(freqs))
 
 
-def transformer(g: GraphBuilder, spec: ModelSpec, weights, embeds: str, seqlens_k: str, total_len: str,
-                positions: str, rope: tuple[str, str], kv_cache: bool) -> str:
+def gqa_attention(seqlens_k: str, total_len: str, positions: str, rope: tuple[str, str], kv_cache: bool):
+    """Attention as onnxruntime's fused GroupQueryAttention (rotary embedding inside the op)."""
+    def attend(g: GraphBuilder, spec: ModelSpec, qkv: str, i: int) -> str:
+        p = f"model.layers.{i}"
+        past = [PAST_KEY % i, PAST_VALUE % i] if kv_cache else ["", ""]
+        present = [PRESENT_KEY % i, PRESENT_VALUE % i] if kv_cache else [f"{p}.key", f"{p}.value"]
+        return g.op("GroupQueryAttention", [qkv, "", "", *past, seqlens_k, total_len, *rope, positions],
+                    [f"{p}.attn_out", *present], domain="com.microsoft", num_heads=spec.num_heads,
+                    kv_num_heads=spec.num_kv_heads, do_rotary=1, rotary_interleaved=0)[0]
+    return attend
+
+
+def standard_attention(g: GraphBuilder, spec: ModelSpec, rope: tuple[str, str]):
+    """Attention in plain ONNX ops, which TensorRT can take whole. The new tokens' K/V are scattered into
+    the max-context KV buffer at their positions (past and present share it, as with GQA); queries attend
+    to the first `total` rows under a causal mask. Softmax runs in fp32."""
+    total = g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])
+    past = g.op("Sub", [total, g.op("Gather", [g.op("Shape", [INPUT_IDS]), g.const(1)])])
+    positions = g.op("Range", [past, total, g.const(1)])  # [S]
+    cos, sin = (g.op("Gather", [table, positions]) for table in rope)  # [S, D/2]
+    causal = g.op("LessOrEqual", [g.op("Range", [g.const(0), total, g.const(1)]),
+                                  g.op("Unsqueeze", [positions, g.const([1])])])  # [S, T]
+    bias = g.op("Where", [causal, g.const(0.0, np.float32), g.const(-1e30, np.float32)])
+    scatter_at = g.op("Reshape", [positions, g.const([1, 1, -1, 1])])
+    kv_rows = g.op("Unsqueeze", [total, g.const([0])])
+    h, kv, d = spec.num_heads, spec.num_kv_heads, spec.head_dim
+    half = d // 2
+
+    def rotate(x: str) -> str:  # rotate-half rotary embedding over [.., S, D]
+        x1, x2 = g.op("Split", [x, g.const([half, half])], 2, axis=-1)
+        return g.op("Concat", [g.op("Sub", [g.op("Mul", [x1, cos]), g.op("Mul", [x2, sin])]),
+                               g.op("Add", [g.op("Mul", [x2, cos]), g.op("Mul", [x1, sin])])], axis=-1)
+
+    def heads(x: str, count: int) -> str:  # [1, S, count*D] -> [1, count, S, D]
+        return g.op("Transpose", [g.op("Reshape", [x, g.const([0, 0, count, d])])], perm=[0, 2, 1, 3])
+
+    def cached(new: str, i: int, past_name: str, present_name: str) -> str:
+        """Write the new rows into the cache; return rows 0..total as [1, KV, 1, T, D]."""
+        at = g.op("Expand", [scatter_at, g.op("Shape", [new])])
+        g.op("ScatterElements", [past_name % i, at, new], [present_name % i], axis=2)
+        rows = g.op("Slice", [present_name % i, g.const([0]), kv_rows, g.const([2])])
+        return g.op("Unsqueeze", [rows, g.const([2])])
+
+    def attend(g: GraphBuilder, spec: ModelSpec, qkv: str, i: int) -> str:
+        q, k, v = g.op("Split", [qkv, g.const([h * d, kv * d, kv * d])], 3, axis=-1)
+        q = g.op("Mul", [rotate(heads(q, h)), g.const(1 / np.sqrt(d), g.np_dtype)])
+        keys = cached(rotate(heads(k, kv)), i, PAST_KEY, PRESENT_KEY)
+        values = cached(heads(v, kv), i, PAST_VALUE, PRESENT_VALUE)
+        grouped = g.op("Reshape", [q, g.const([0, kv, h // kv, -1, d])])  # head h reads kv head h // (h/kv)
+        scores = g.op("MatMul", [grouped, g.op("Transpose", [keys], perm=[0, 1, 2, 4, 3])])
+        scores = g.op("Add", [g.op("Cast", [scores], to=TensorProto.FLOAT), bias])
+        probs = g.op("Cast", [g.op("Softmax", [scores], axis=-1)], to=g.onnx_dtype)
+        out = g.op("Reshape", [g.op("MatMul", [probs, values]), g.const([0, h, -1, d])])
+        return g.op("Reshape", [g.op("Transpose", [out], perm=[0, 2, 1, 3]), g.const([0, 0, h * d])])
+    return attend
+
+
+def transformer(g: GraphBuilder, spec: ModelSpec, weights, embeds: str, attend, standard: bool = False) -> str:
     """The decoder layers and final norm over input embeddings; returns the normed hidden states.
-    With kv_cache, each layer reads and writes the graph's past/present KV tensors."""
+    `attend(g, spec, qkv, layer)` is the attention; `standard` spells the norms in plain ONNX ops."""
     eps = spec.rms_norm_eps
-    residual = embeds
-    x = g.op("SimplifiedLayerNormalization", [residual, g.weight(
-        "model.layers.0.input_layernorm.weight", weights.get("model.layers.0.input_layernorm.weight"))],
-        epsilon=eps, axis=-1)
+    first = "model.layers.0.input_layernorm.weight"
+    x, residual = skip_norm(g, embeds, None, weights.get(first), first, eps, standard)
     for i in range(spec.num_layers):
         p = f"model.layers.{i}"
         qkv = linear(g, x, weights, [f"{p}.self_attn.{t}_proj" for t in "qkv"], spec.qkv_bias)
-        past = [PAST_KEY % i, PAST_VALUE % i] if kv_cache else ["", ""]
-        present = [PRESENT_KEY % i, PRESENT_VALUE % i] if kv_cache else [f"{p}.key", f"{p}.value"]
-        attn = g.op("GroupQueryAttention", [qkv, "", "", *past, seqlens_k, total_len, *rope, positions],
-                    [f"{p}.attn_out", *present], domain="com.microsoft", num_heads=spec.num_heads,
-                    kv_num_heads=spec.num_kv_heads, do_rotary=1, rotary_interleaved=0)[0]
-        attn = linear(g, attn, weights, [f"{p}.self_attn.o_proj"], spec.o_bias)
+        attn = linear(g, attend(g, spec, qkv, i), weights, [f"{p}.self_attn.o_proj"], spec.o_bias)
         x, residual = skip_norm(g, attn, residual, weights.get(f"{p}.post_attention_layernorm.weight"),
-                                f"{p}.post_attention_layernorm.weight", eps)
+                                f"{p}.post_attention_layernorm.weight", eps, standard)
         gate, up = (linear(g, x, weights, [f"{p}.mlp.{t}_proj"], spec.mlp_bias) for t in ("gate", "up"))
         mlp = linear(g, g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]), weights,
                      [f"{p}.mlp.down_proj"], spec.mlp_bias)
         next_norm = f"model.layers.{i + 1}.input_layernorm.weight" if i + 1 < spec.num_layers else "model.norm.weight"
-        x, residual = skip_norm(g, mlp, residual, weights.get(next_norm), next_norm, eps)
+        x, residual = skip_norm(g, mlp, residual, weights.get(next_norm), next_norm, eps, standard)
     return x
 
 
@@ -118,20 +167,17 @@ def finish_model(g: GraphBuilder, name: str, inputs: list, outputs: list) -> onn
                              producer_name="edgegen", ir_version=IR_VERSION)
 
 
-def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int,
-                  latent_inputs: bool = False, for_quantization: bool = False) -> onnx.ModelProto:
+def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int, latent_inputs: bool = False,
+                  for_quantization: bool = False, attention: str = "gqa") -> onnx.ModelProto:
     """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
     embedding from `latent_embeds` instead of the embedding table (latent-memory RAG). A graph for
     quantization keeps its embedding table in fp16 and gives the LM head its own MatMul, which the
-    quantizer then rewrites (a tied FusedMatMul head would stay full precision)."""
+    quantizer then rewrites (a tied FusedMatMul head would stay full precision). attention="standard"
+    builds the graph from plain ONNX ops only (no onnxruntime contrib ops), for TensorRT."""
+    standard = attention == "standard"
     g = GraphBuilder(dtype)
     kv, d = spec.num_kv_heads, spec.head_dim
 
-    # GroupQueryAttention reads lengths, not a mask: seqlens_k = total - 1, total = mask width
-    seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [ATTENTION_MASK, g.const([1])], keepdims=0),
-                                           g.const(1)])], to=TensorProto.INT32)
-    total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
-                     to=TensorProto.INT32)
     table = weights.get("model.embed_tokens.weight")
     if for_quantization:
         embed = g.weight("model.embed_tokens.weight", table, np.float16)
@@ -144,14 +190,25 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
         embeds = g.op("Where", [flags, LATENT_EMBEDS, embeds])
     # no position_ids: GroupQueryAttention takes the new tokens' positions from seqlens_k, as in genai's
     # graphs; its position_ids path made a decode step 3.5-8.5% slower on CPU
-    x = transformer(g, spec, weights, embeds, seqlens_k, total_len, "", rope_caches(g, spec, max_context),
-                    kv_cache=True)
+    rope = rope_caches(g, spec, max_context)
+    if standard:
+        attend = standard_attention(g, spec, rope)
+    else:  # GroupQueryAttention reads lengths, not a mask: seqlens_k = total - 1, total = mask width
+        seqlens_k = g.op("Cast", [g.op("Sub", [g.op("ReduceSum", [ATTENTION_MASK, g.const([1])], keepdims=0),
+                                               g.const(1)])], to=TensorProto.INT32)
+        total_len = g.op("Cast", [g.op("Gather", [g.op("Shape", [ATTENTION_MASK]), g.const(1)])],
+                         to=TensorProto.INT32)
+        attend = gqa_attention(seqlens_k, total_len, "", rope, kv_cache=True)
+    x = transformer(g, spec, weights, embeds, attend, standard)
 
     # only the last `logits_to_keep` positions reach the LM head: prefill needs one row, a block step a few
     start = g.op("Neg", [g.op("Reshape", [LOGITS_TO_KEEP, g.const([1])])])
     x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])
     tied = spec.tie_word_embeddings or "lm_head.weight" not in weights
-    if tied and not for_quantization:
+    if tied and standard and not for_quantization:  # Gemm reads the table transposed, as FusedMatMul does
+        rows = g.op("Gemm", [g.op("Reshape", [x, g.const([-1, spec.hidden_size])]), embed], transB=1)
+        logits = g.op("Reshape", [rows, g.const([1, -1, spec.vocab_size])])
+    elif tied and not for_quantization:
         logits = g.op("FusedMatMul", [x, embed], domain="com.microsoft", transB=1)
     else:
         head = table if tied else weights.get("lm_head.weight")
@@ -175,10 +232,21 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
     return finish_model(g, "edgegen_decoder", inputs, outputs)
 
 
-def skip_norm(g: GraphBuilder, x: str, residual: str, gamma: np.ndarray, name: str, eps: float):
-    """RMSNorm(x + residual) fused with the residual add; returns (normed, new residual)."""
-    g.count += 1
-    normed, summed = f"{name}.normed", f"{name}.residual"
-    g.op("SkipSimplifiedLayerNormalization", [x, residual, g.weight(name, gamma)], [normed, "", "", summed],
-         domain="com.microsoft", epsilon=eps)
-    return normed, summed
+def skip_norm(g: GraphBuilder, x: str, residual: str | None, gamma: np.ndarray, name: str, eps: float,
+              standard: bool = False):
+    """RMSNorm(x + residual) (of x alone without a residual); returns (normed, new residual). The fused
+    contrib ops compute in fp32, and so does the plain-ops spelling."""
+    weight = g.weight(name, gamma)
+    if not standard:
+        if residual is None:
+            return g.op("SimplifiedLayerNormalization", [x, weight], epsilon=eps, axis=-1), x
+        normed, summed = f"{name}.normed", f"{name}.residual"
+        g.op("SkipSimplifiedLayerNormalization", [x, residual, weight], [normed, "", "", summed],
+             domain="com.microsoft", epsilon=eps)
+        return normed, summed
+    summed = x if residual is None else g.op("Add", [x, residual])
+    wide = g.op("Cast", [summed], to=TensorProto.FLOAT)
+    variance = g.op("ReduceMean", [g.op("Mul", [wide, wide])], axes=[-1])
+    scale = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [variance, g.const(eps, np.float32)])])])
+    normed = g.op("Cast", [g.op("Mul", [wide, scale])], to=g.onnx_dtype)
+    return g.op("Mul", [normed, weight]), summed

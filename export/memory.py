@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from .checkpoint import SafetensorsFile, Weights, read_json, read_model_spec
 from .errors import ExportError
 from .exporter import prepare_output, replace_directory
-from .graph import GraphBuilder, finish_model, rope_caches, transformer
+from .graph import GraphBuilder, finish_model, gqa_attention, rope_caches, transformer
 from ..runtime.rag import PROMPT
 
 MEMORY_MANIFEST = "memory.json"
@@ -93,8 +93,9 @@ def build_encoder(spec, weights: MergedWeights, state: dict, max_tokens: int, wi
     positions = g.op("Unsqueeze", [g.op("Range", [g.const(0), total, g.const(1)]), g.const([0])])
     seqlens_k = g.op("Cast", [g.op("Reshape", [g.op("Sub", [total, g.const(1)]), g.const([1])])],
                      to=TensorProto.INT32)
-    x = transformer(g, spec, weights, embeds, seqlens_k, g.op("Cast", [total], to=TensorProto.INT32), positions,
-                    rope_caches(g, spec, max_tokens + 1), kv_cache=False)
+    attend = gqa_attention(seqlens_k, g.op("Cast", [total], to=TensorProto.INT32), positions,
+                           rope_caches(g, spec, max_tokens + 1), kv_cache=False)
+    x = transformer(g, spec, weights, embeds, attend)
     h = g.op("Gather", [x, g.const(-1)], ["latent"], axis=1)
     retrieval = layer_norm(g, dense(g, h, state, "retrieval_proj.0"), state, "retrieval_proj.1")
     g.op("LpNormalization", [retrieval], ["retrieval"], axis=-1, p=2)

@@ -29,6 +29,15 @@ def fp16_exports(checkpoints, tmp_path_factory):
             for name in ("mars", "llama")}
 
 
+@pytest.fixture(scope="module")
+def standard_exports(checkpoints, tmp_path_factory):
+    """Graphs with --attention standard: plain ONNX ops, for TensorRT."""
+    root = tmp_path_factory.mktemp("standard")
+    return {(name, dtype): export_model(checkpoints[name], root / f"{name}-{dtype}", dtype=dtype, quiet=True,
+                                        attention="standard") and root / f"{name}-{dtype}"
+            for name, dtype in (("mars", "fp32"), ("llama", "fp32"), ("mars", "fp16"))}
+
+
 def test_all_zero_biases_cost_no_kernel(tmp_path):
     """transformers starts biases at zero; such a bias adds nothing, so the graph has no Add for it."""
     import onnx
@@ -54,6 +63,38 @@ def test_engine_logits_match_transformers(name, dtype, checkpoints, exported, fp
     got = np.concatenate([engine.forward(ids[:9], 9).copy(), engine.forward(ids[9:10], 1).copy(), engine.forward(ids[10:], 5)])
     assert np.abs(got - expected).max() < TOLERANCE[dtype] * max(1.0, np.abs(expected).max())
     assert engine.tokens == ids
+
+
+@pytest.mark.parametrize("name, dtype", [("mars", "fp32"), ("llama", "fp32"), ("mars", "fp16")])
+def test_standard_attention_graph_matches_transformers_and_gqa(name, dtype, checkpoints, exported, fp16_exports,
+                                                               standard_exports):
+    """No contrib op left for TensorRT to refuse, and the same logits as the GQA graph and transformers over
+    a prefill, a 1-token step and a 5-token step."""
+    import onnx
+
+    model_dir = standard_exports[name, dtype]
+    assert {n.domain for n in onnx.load(model_dir / "model.onnx").graph.node} == {""}
+    assert Manifest.load(model_dir).graph.attention == "standard"
+    gqa_dir = exported[name] if dtype == "fp32" else fp16_exports[name]
+    ids = np.random.default_rng(11).integers(3, 500, 15).tolist()
+    expected = reference_logits(checkpoints[name], ids)
+    rows = {}
+    for label, directory in (("standard", model_dir), ("gqa", gqa_dir)):
+        engine = Engine(directory, Manifest.load(directory), provider="cpu", max_context=64)
+        rows[label] = np.concatenate([engine.forward(ids[:9], 9).copy(), engine.forward(ids[9:10], 1).copy(),
+                                      engine.forward(ids[10:], 5)])
+    scale = max(1.0, np.abs(expected).max())
+    assert np.abs(rows["standard"] - expected).max() < TOLERANCE[dtype] * scale
+    assert np.abs(rows["standard"] - rows["gqa"]).max() < TOLERANCE[dtype] * scale
+
+
+def test_standard_attention_generates_what_gqa_generates(exported, standard_exports):
+    from edgegen import load
+
+    models = [load(d, provider="cpu", max_context=128) for d in (exported["mars"], standard_exports["mars", "fp32"])]
+    for mode in ("ar", "verify"):
+        texts = [m.generate("def add(a, b):", mode=mode, max_new_tokens=24).token_ids for m in models]
+        assert texts[0] == texts[1]
 
 
 def test_graph_contract_with_growing_past(checkpoints, exported):
