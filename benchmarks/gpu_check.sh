@@ -38,8 +38,9 @@ check bundled-fp32-gqa edgegen/models/default
 check bundled-fp32-standard "$work/bundled-fp32-standard"
 check bundled-fp16-gqa "$work/bundled-fp16-gqa" --reference edgegen/models/default
 check bundled-fp16-standard "$work/bundled-fp16-standard" --reference edgegen/models/default
-check q05-fp16-gqa "$work/q05-fp16-gqa"
-check q05-fp16-standard "$work/q05-fp16-standard"
+# random weights spread 151936 logits thinly: GPU and CPU fp16 kernels part at near-ties, reported with their gap
+check q05-fp16-gqa "$work/q05-fp16-gqa" --tie-gap 0.01
+check q05-fp16-standard "$work/q05-fp16-standard" --tie-gap 0.01
 edgegen generate "$work/bundled-fp16-standard" --provider tensorrt --prompt "def add(a, b):" --max-new-tokens 8 \
   2>&1 | tail -3 | tee "$out/tensorrt.txt"
 rm -rf "$work"

@@ -52,17 +52,17 @@ def tensorrt_options(cache_dir: Path, profiles: dict[str, list[str]] | None = No
     return options
 
 
-def provider_chain(provider: str, trt_options: dict | None) -> list:
+def provider_chain(provider: str, trt_options: dict | None, cuda_options: dict | None) -> list:
     """What InferenceSession gets: TensorRT falls back to CUDA for the ops it cannot take, CUDA to the CPU."""
     if provider == TENSORRT:
-        return [(TENSORRT, trt_options or {}), CUDA, CPU]
+        return [(TENSORRT, trt_options or {}), (CUDA, cuda_options or {}), CPU]
     if provider == CUDA:
-        return [CUDA, CPU]
+        return [(CUDA, cuda_options or {}), CPU]
     return [CPU]
 
 
-def make_session(path: Path, name: str, threads: int | None,
-                 trt_options: dict | None = None) -> tuple[ort.InferenceSession, str]:
+def make_session(path: Path, name: str, threads: int | None, trt_options: dict | None = None,
+                 cuda_options: dict | None = None) -> tuple[ort.InferenceSession, str]:
     """A session on the first provider of `name` that starts; returns it and that provider."""
     if not path.is_file():
         raise EdgegenError(f"missing file {path}; re-export the model")
@@ -77,7 +77,8 @@ def make_session(path: Path, name: str, threads: int | None,
         if provider != CPU:
             preload_gpu_libraries()
         try:
-            session = ort.InferenceSession(os.fspath(path), options, providers=provider_chain(provider, trt_options))
+            session = ort.InferenceSession(os.fspath(path), options, providers=provider_chain(provider, trt_options,
+                                                                                           cuda_options))
         except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeErrors for missing libraries
             failures.append(f"{provider}: {str(e).splitlines()[0][:300]}")
             continue

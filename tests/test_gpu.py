@@ -50,3 +50,4 @@ def test_doctor_passes_on_cuda(exported):
     cuda_or_skip(exported["mars"])
     report = conformance(exported["mars"], "cuda", None, None)
     assert report["provider"] == "CUDAExecutionProvider" and report["passed"], report["modes"]
+    assert all(report["cost_curve_ms"].values())
