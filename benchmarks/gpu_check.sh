@@ -28,6 +28,7 @@ status=0
 check() {  # name, model, extra doctor arguments
   local name=$1; shift
   edgegen doctor "$@" --provider cuda --json > "$out/doctor-$name.json" || status=1
+  [ -s "$out/doctor-$name.json" ] || return
   python - "$out/doctor-$name.json" <<'PY'
 import json, sys
 from edgegen.doctor import print_conformance
