@@ -36,7 +36,7 @@ def command_output(*args: str) -> str | None:
     if not shutil.which(args[0]):
         return None
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout.strip() or None
+        return subprocess.run(args, capture_output=True, text=True, timeout=20, check=False).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -37,7 +37,7 @@ def preload_gpu_libraries() -> None:
     if hasattr(ort, "preload_dlls"):
         try:
             ort.preload_dlls()
-        except Exception:  # noqa: BLE001 - a system-wide CUDA install needs no preloading; the session tells
+        except Exception:  # noqa: BLE001, S110 - a system-wide CUDA install needs no preloading; the session tells
             pass
 
 
