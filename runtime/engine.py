@@ -14,7 +14,7 @@ import onnxruntime as ort
 from .cache import cache_dir
 from .errors import EdgegenError
 from .manifest import Manifest
-from .providers import CPU, make_session, tensorrt_options
+from .providers import CPU, PROVIDERS, TENSORRT, make_session, tensorrt_options
 
 KV_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
@@ -48,8 +48,10 @@ class Engine:
                                "model was exported for; re-export with a larger --max-context to go beyond it")
         # an fp32 graph computes in fp32 on the GPU too: TF32 MatMuls flip near-tied tokens against the CPU
         cuda_options = {"use_tf32": "0"} if manifest.dtype == "fp32" else {}
+        wants_tensorrt = PROVIDERS.get(provider.lower(), provider) == TENSORRT
+        trt_options = self._tensorrt_options(max_block_tokens) if wants_tensorrt else None
         self.session, self.provider = make_session(Path(model_dir) / manifest.graph.file, provider, threads,
-                                                   self._tensorrt_options(max_block_tokens), cuda_options)
+                                                   trt_options, cuda_options)
         self.device = "cpu" if self.provider == CPU else "cuda"
         # onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only: an fp32 GQA graph attends on the CPU,
         # and its KV must live there too (a bound input on another device is copied once, at bind time)
@@ -71,7 +73,7 @@ class Engine:
     def _warm_up(self, max_block_tokens: int) -> None:
         """On CUDA the first forward of each new token count costs ~40 ms (H100, onnxruntime 1.31), later ones
         under 1 ms: pay for every step shape a decoding mode uses at load, not in the middle of an answer."""
-        for count in range(1, max_block_tokens + 1):
+        for count in range(1, min(max_block_tokens, self.max_context) + 1):
             for keep in {1, count}:
                 self.forward([0] * count, keep)
                 self.rewind(0)
@@ -85,8 +87,8 @@ class Engine:
                                                f"{m.weights or m.dtype}-{self.max_context}"
         kv = [f"{name % layer}:1x{m.num_kv_heads}x{self.max_context}x{m.head_dim}"
               for layer in range(m.num_layers) for name in (names.past_key, names.past_value)]
-        prefill = min(256, self.max_context)
-        shapes = {"min": (1, 1, 1, 1), "opt": (prefill, prefill, max_block_tokens, self.max_context // 2),
+        typical = min(256, self.max_context)
+        shapes = {"min": (1, 1, 1, 1), "opt": (typical, typical, max_block_tokens, self.max_context // 2),
                   "max": (self.max_context, self.max_context, max_block_tokens, self.max_context)}
         profiles = {kind: [f"{names.input_ids}:1x{prefill}", f"{names.attention_mask}:1x{prefill_total}", *kv,
                            f"{names.input_ids}:1x{step}", f"{names.attention_mask}:1x{step_total}", *kv]
