@@ -85,7 +85,7 @@ def check(export_dir: Path, model) -> None:
 
     engine = edgegen.load(export_dir, provider="cpu").engine
     ids = [(37 * i + 11) % engine.manifest.vocab_size for i in range(24)]
-    onnx_logits = engine.forward(ids, len(ids))
+    onnx_logits = engine.logits(ids, len(ids))
     with torch.inference_mode():
         torch_logits = model(torch.tensor([ids])).logits[0].numpy()
     diff = float(np.abs(onnx_logits - torch_logits).max())

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with onnxruntime-gpu: the GPU tests, then `edgegen doctor` on the
 # bundled model (fp32; fp16 with GQA and with standard attention, against the fp32 tokens) and on a
-# Qwen2.5-0.5B-shaped random-weight fp16 export (both attentions). Reports land in OUT (default ./gpu-check).
+# Qwen2.5-0.5B-shaped random-weight fp16 export (both attentions, and GQA with top-k outputs: their tokens and
+# speed against whole logit rows), then `edgegen build-engine` where TensorRT is there. Reports land in OUT
+# (default ./gpu-check).
 #
 #   bash benchmarks/gpu_check.sh CHECKPOINT [OUT]
 #
@@ -24,6 +26,7 @@ for attention in gqa standard; do
   edgegen export "$work/q05-ckpt" "$work/q05-fp16-$attention" --dtype fp16 --attention "$attention" \
     --max-context 2048 --no-verify
 done
+edgegen export "$work/q05-ckpt" "$work/q05-fp16-topk" --dtype fp16 --topk 64 --max-context 2048 --no-verify
 status=0
 check() {  # name, model, extra doctor arguments
   local name=$1; shift
@@ -42,7 +45,10 @@ check bundled-fp16-standard "$work/bundled-fp16-standard" --reference edgegen/mo
 # random weights spread 151936 logits thinly: GPU and CPU fp16 kernels part at near-ties, reported with their gap
 check q05-fp16-gqa "$work/q05-fp16-gqa" --tie-gap 0.01
 check q05-fp16-standard "$work/q05-fp16-standard" --tie-gap 0.01
-edgegen generate "$work/bundled-fp16-standard" --provider tensorrt --prompt "def add(a, b):" --max-new-tokens 8 \
-  2>&1 | tail -3 | tee "$out/tensorrt.txt"
+python benchmarks/topk_outputs.py --model "$work/q05-fp16-topk" --plain "$work/q05-fp16-gqa" --provider cuda \
+  --out "$out/topk-outputs.json" | tee "$out/topk-outputs.txt" || status=1
+{ time edgegen build-engine "$work/bundled-fp16-standard" ; } 2>&1 | tail -8 | tee "$out/tensorrt.txt"
+{ time edgegen generate "$work/bundled-fp16-standard" --provider tensorrt --prompt "def add(a, b):" \
+    --max-new-tokens 8 ; } 2>&1 | tail -8 | tee -a "$out/tensorrt.txt"
 rm -rf "$work"
 exit $status

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from . import load
+from .build_engine import add_build_engine
 from .chat import run_chat
 from .doctor import add_doctor
 from .rag_cli import add_rag
@@ -30,6 +31,11 @@ def add_export(commands) -> None:
     p.add_argument("--attention", choices=["gqa", "standard"], default="gqa",
                    help="gqa: onnxruntime's fused GroupQueryAttention and norms (fastest on CPU and CUDA); "
                         "standard: plain ONNX ops only, so TensorRT can take the whole graph")
+    p.add_argument("--topk", type=int, default=0, metavar="K",
+                   help="also output each kept row's K most likely tokens and their log-probabilities; greedy, "
+                        "threshold (probability or margin) and verify decoding, and sampling with top_k <= K, then "
+                        "read K values a row instead of the whole vocabulary: worth it on a GPU, where logits "
+                        "would cross to the host every step; on a CPU it costs a little (default 0: off)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the final comparison against transformers")
     p.set_defaults(run=run_export)
@@ -39,7 +45,7 @@ def run_export(args) -> int:
     from .export import export_model
 
     manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
-                            args.verify, latent_inputs=args.latent_inputs, attention=args.attention)
+                            args.verify, latent_inputs=args.latent_inputs, attention=args.attention, topk=args.topk)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
     print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, "
           f"{mode})", file=sys.stderr)
@@ -110,13 +116,15 @@ def add_decoding_options(p) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable)")
+    p.add_argument("--full-logits", action="store_true",
+                   help="decide from whole logit rows even on a graph exported with --topk")
 
 
 def decoding_options(args) -> dict:
     return dict(max_new_tokens=args.max_new_tokens, mode=args.mode, drafts=args.drafts, block_size=args.block_size,
                 max_block_size=args.max_block_size, threshold=args.threshold, acceptance=args.acceptance,
                 max_accept=args.max_accept, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                seed=args.seed, stop=args.stop)
+                seed=args.seed, stop=args.stop, full_logits=args.full_logits)
 
 
 def load_model(args):
@@ -245,6 +253,7 @@ def main(argv=None) -> int:
     add_rag(commands, add_decoding_options, decoding_options)
     add_bench(commands)
     add_doctor(commands)
+    add_build_engine(commands)
     add_train(commands)
     args = parser.parse_args(argv)
     try:

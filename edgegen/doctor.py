@@ -105,7 +105,7 @@ def first_divergence(reference, prompt_ids: list[int], expected: list[int], got:
     engine = reference.engine
     engine.rewind(0)
     context = prompt_ids + expected[:index]
-    logits = engine.forward(context, 1)[-1]
+    logits = engine.logits(context, 1)[-1]
     engine.rewind(0)
     return {"index": index, "expected": expected[index], "got": got[index],
             "gap": float(logits[expected[index]] - logits[got[index]])}

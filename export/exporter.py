@@ -14,7 +14,7 @@ from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, We
 from .errors import ExportError
 from ..runtime.engine import Engine
 from ..runtime.pilot import CostCurve
-from .graph import LATENT_EMBEDS, LATENT_MASK, build_decoder
+from .graph import LATENT_EMBEDS, LATENT_MASK, LOGSUMEXP, TOPK_IDS, TOPK_LOGITS, build_decoder
 from .quantize import QUANTIZED_DTYPES, quantize
 from .verify import compare_with_transformers
 
@@ -22,6 +22,7 @@ EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (prot
 MASK_TOKEN = "<|mask|>"
 MIN_CONTEXT = 16
 ATTENTIONS = ("gqa", "standard")
+MAX_TOPK = 1024  # top-k outputs are meant to be small next to a vocabulary row
 
 
 class Progress:
@@ -107,7 +108,7 @@ def save_graph(model: onnx.ModelProto, path: Path) -> None:
 
 def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | None = None,
                  block_size: int | None = None, force: bool = False, verify: bool = True,
-                 quiet: bool = False, latent_inputs: bool = False, attention: str = "gqa") -> Manifest:
+                 quiet: bool = False, latent_inputs: bool = False, attention: str = "gqa", topk: int = 0) -> Manifest:
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise ExportError(f"checkpoint directory {src} does not exist")
@@ -115,6 +116,8 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
         raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32, fp16, int8 or int4")
     if attention not in ATTENTIONS:
         raise ExportError(f"unsupported --attention {attention!r}; choose {' or '.join(ATTENTIONS)}")
+    if not 0 <= topk <= MAX_TOPK:
+        raise ExportError(f"--topk must be within 0..{MAX_TOPK} (0: no top-k outputs), got {topk}")
     quantized = dtype in QUANTIZED_DTYPES
     compute = "fp32" if quantized else dtype  # activations and KV cache
     progress = Progress(4 if verify else 3, quiet)
@@ -130,7 +133,8 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     try:
         progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
                        f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
-        model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized, attention)
+        model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized, attention,
+                              min(topk, spec.vocab_size))
         progress.stage(f"built {compute} graph: {len(model.graph.node)} nodes")
         if quantized:
             save_graph(model, staging / "unquantized.onnx")
@@ -150,6 +154,10 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
         manifest.graph.attention = attention
         if latent_inputs:
             manifest.graph.latent_embeds, manifest.graph.latent_mask = LATENT_EMBEDS, LATENT_MASK
+        if topk:
+            manifest.graph.topk = min(topk, spec.vocab_size)
+            manifest.graph.topk_ids, manifest.graph.topk_logits, manifest.graph.logsumexp = TOPK_IDS, TOPK_LOGITS, \
+                LOGSUMEXP
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
         if verify:
             manifest.verification = compare_with_transformers(src, staging, manifest, spec)

@@ -21,6 +21,7 @@ LOGITS_TO_KEEP, LOGITS = NAMES.logits_to_keep, NAMES.logits
 PAST_KEY, PAST_VALUE, PRESENT_KEY, PRESENT_VALUE = NAMES.past_key, NAMES.past_value, NAMES.present_key, \
     NAMES.present_value
 LATENT_EMBEDS, LATENT_MASK = "latent_embeds", "latent_mask"
+TOPK_IDS, TOPK_LOGITS, LOGSUMEXP = "topk_ids", "topk_logits", "logsumexp"
 
 
 def rope_inv_freq(spec: ModelSpec) -> np.ndarray:
@@ -168,12 +169,15 @@ def finish_model(g: GraphBuilder, name: str, inputs: list, outputs: list) -> onn
 
 
 def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: int, latent_inputs: bool = False,
-                  for_quantization: bool = False, attention: str = "gqa") -> onnx.ModelProto:
+                  for_quantization: bool = False, attention: str = "gqa", topk: int = 0) -> onnx.ModelProto:
     """The decoder graph; with latent_inputs, positions flagged in `latent_mask` take their input
     embedding from `latent_embeds` instead of the embedding table (latent-memory RAG). A graph for
     quantization keeps its embedding table in fp16 and gives the LM head its own MatMul, which the
     quantizer then rewrites (a tied FusedMatMul head would stay full precision). attention="standard"
-    builds the graph from plain ONNX ops only (no onnxruntime contrib ops), for TensorRT."""
+    builds the graph from plain ONNX ops only (no onnxruntime contrib ops), for TensorRT. topk > 0 adds each
+    kept row's `topk` largest logits, their token ids and the row's log-sum-exp as outputs, so that a GPU
+    need not copy whole logit rows to the host when the decision depends on those tokens only. (Raw logits,
+    not log-probabilities: subtracting the log-sum-exp can round two nearly tied logits to one value.)"""
     standard = attention == "standard"
     g = GraphBuilder(dtype)
     kv, d = spec.num_kv_heads, spec.head_dim
@@ -214,6 +218,9 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
         head = table if tied else weights.get("lm_head.weight")
         logits = g.op("MatMul", [x, g.weight("lm_head.weight_T", head.T)])
     g.op("Cast", [logits], [LOGITS], to=TensorProto.FLOAT)
+    if topk:
+        g.op("TopK", [LOGITS, g.const([topk])], [TOPK_LOGITS, TOPK_IDS], axis=-1)
+        g.op("ReduceLogSumExp", [LOGITS], [LOGSUMEXP], axes=[-1], keepdims=0)
 
     kv_type = g.onnx_dtype
     past_shape = ["batch", kv, "past_sequence_length", d]
@@ -225,6 +232,10 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
                                                                                spec.hidden_size]),
                    helper.make_tensor_value_info(LATENT_MASK, TensorProto.BOOL, ["batch", "sequence_length"])]
     outputs = [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["batch", "logits_to_keep", spec.vocab_size])]
+    if topk:
+        outputs += [helper.make_tensor_value_info(name, dtype, ["batch", "logits_to_keep", topk])
+                    for name, dtype in ((TOPK_IDS, TensorProto.INT64), (TOPK_LOGITS, TensorProto.FLOAT))]
+        outputs.append(helper.make_tensor_value_info(LOGSUMEXP, TensorProto.FLOAT, ["batch", "logits_to_keep"]))
     for i in range(spec.num_layers):
         inputs += [helper.make_tensor_value_info(name % i, kv_type, past_shape) for name in (PAST_KEY, PAST_VALUE)]
         outputs += [helper.make_tensor_value_info(name % i, kv_type, ["batch", kv, "present_sequence_length", d])

@@ -38,8 +38,8 @@ def compare_with_transformers(src: Path, model_dir: Path, manifest: Manifest, sp
     ids = np.random.default_rng(0).integers(0, spec.vocab_size, VERIFY_TOKENS)
     expected = reference_logits(src, spec, ids)
     engine = Engine(model_dir, manifest, provider="cpu", max_context=min(manifest.max_context, 64))
-    prefill = engine.forward(ids[:VERIFY_PREFILL].tolist(), VERIFY_PREFILL).copy()
-    step = engine.forward(ids[VERIFY_PREFILL:].tolist(), VERIFY_TOKENS - VERIFY_PREFILL)
+    prefill = engine.logits(ids[:VERIFY_PREFILL].tolist(), VERIFY_PREFILL)
+    step = engine.logits(ids[VERIFY_PREFILL:].tolist(), VERIFY_TOKENS - VERIFY_PREFILL)
     diff = np.abs(np.concatenate([prefill, step]) - expected).max()
     return {"max_abs_logit_diff": float(diff), "tokens": VERIFY_TOKENS, "reference": "transformers, float32",
             "max_abs_reference_logit": float(np.abs(expected).max())}

@@ -15,7 +15,7 @@ from .drafting import MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine
 from .lookup import PromptLookup
 from .pilot import BlockPilot, FixedBlock
-from .sampling import Sampler, accepted_length, confidence
+from .sampling import Rows, Sampler, accepted_length, confidence
 
 BlockPolicy = FixedBlock | BlockPilot
 DraftPolicy = FixedDrafts | DraftPilot
@@ -35,7 +35,7 @@ def reuse_cached_prefix(engine: Engine, prompt_ids: list[int]) -> list[int]:
     return prompt_ids[shared:]
 
 
-def block_length(logits: np.ndarray, tokens: np.ndarray, probs: np.ndarray | None, sampler: Sampler,
+def block_length(logits: Rows, tokens: np.ndarray, probs: Rows | None, sampler: Sampler,
                  threshold: float, metric: str, max_accept: int | None) -> int:
     """How many tokens of this block to accept (always at least token 0).
 
@@ -49,12 +49,13 @@ def block_length(logits: np.ndarray, tokens: np.ndarray, probs: np.ndarray | Non
 
 
 def decode_blocks(engine: Engine, pending: list[int], policy: BlockPolicy, mask_id: int | None, sampler: Sampler,
-                  threshold: float = 1.0, metric: str = "probability",
-                  max_accept: int | None = None) -> Iterator[list[int]]:
-    """Yield the tokens each forward commits; ends when the context has no room for the next step."""
+                  threshold: float = 1.0, metric: str = "probability", max_accept: int | None = None,
+                  top_k: bool = False) -> Iterator[list[int]]:
+    """Yield the tokens each forward commits; ends when the context has no room for the next step.
+    `top_k`: decide from the graph's top-k outputs instead of whole logit rows."""
     while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
         masks = [mask_id] * min(policy.choose(len(pending)), room)
-        logits = engine.forward(pending + masks, logits_to_keep=1 + len(masks))
+        logits = engine.forward(pending + masks, 1 + len(masks), top_k)
         engine.rewind(len(engine.tokens) - len(masks))  # mask KV is dropped by a length update
         tokens, probs = sampler.sample(logits)
         pending = tokens[:block_length(logits, tokens, probs, sampler, threshold, metric, max_accept)].tolist()
@@ -62,8 +63,7 @@ def decode_blocks(engine: Engine, pending: list[int], policy: BlockPolicy, mask_
         yield pending
 
 
-def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray | None,
-                  sampler: Sampler) -> tuple[int, int]:
+def verify_drafts(logits: Rows, drafts: list[int], draft_probs: Rows | None, sampler: Sampler) -> tuple[int, int]:
     """Check drafts against the exact AR predictions (logits row i precedes draft i; the last row
     follows the last draft). Returns how many drafts stand and the token that comes after them.
 
@@ -73,22 +73,22 @@ def verify_drafts(logits: np.ndarray, drafts: list[int], draft_probs: np.ndarray
     q is one-hot, so a draft stands with probability p and a rejection draws from p without it.
     """
     if sampler.greedy:
-        targets = logits.argmax(axis=-1).tolist()
+        targets = sampler.sample(logits)[0].tolist()
         accepted = next((i for i, token in enumerate(drafts) if token != targets[i]), len(drafts))
         return accepted, targets[accepted]
     target = sampler.distributions(logits)
     for i, token in enumerate(drafts):
-        q = draft_probs[i] if draft_probs is not None else None
-        if sampler.rng.random() * (q[token] if q is not None else 1.0) >= target[i, token]:
-            if q is None:
-                q = np.zeros_like(target[i])
-                q[token] = 1.0
-            return i, int(sampler.draw(np.maximum(target[i] - q, 0.0)))
-    return len(drafts), int(sampler.draw(target[-1]))
+        q = draft_probs.at(i, token) if draft_probs is not None else 1.0
+        if sampler.rng.random() * q >= target.at(i, token):
+            ids = target.row_ids(i)
+            q = draft_probs.at(i, ids) if draft_probs is not None else ids == token
+            return i, int(ids[sampler.draw(np.maximum(target.values[i] - q, 0.0))])
+    return len(drafts), int(target.row_ids(-1)[sampler.draw(target.values[-1])])
 
 
 def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mask_id: int | None, sampler: Sampler,
-                    stats: DraftStats, lookup: PromptLookup | None = None) -> Iterator[list[int]]:
+                    stats: DraftStats, lookup: PromptLookup | None = None,
+                    top_k: bool = False) -> Iterator[list[int]]:
     """Lossless speculative decoding: each forward feeds [pending | drafts | masks], keeps the drafts the
     model's own AR rows confirm plus one AR token, and takes the mask outputs as the next mask drafts
     (only when every draft stood: otherwise they were conditioned on a rejected one). `lookup` indexes
@@ -98,7 +98,7 @@ def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mas
         plan = policy.plan(len(pending), room, mask_drafts, lookup)
         drafts = plan.drafts
         cached = len(engine.tokens)
-        logits = engine.forward(pending + drafts + [mask_id] * plan.masks, 1 + len(drafts) + plan.masks)
+        logits = engine.forward(pending + drafts + [mask_id] * plan.masks, 1 + len(drafts) + plan.masks, top_k)
         probs = mask_probs[:len(drafts)] if plan.source == MASK and mask_probs is not None else None
         accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, probs, sampler)
         stats.record(len(drafts), accepted, plan.source)

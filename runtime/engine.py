@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .cache import cache_dir
 from .errors import EdgegenError
 from .manifest import Manifest
-from .providers import CPU, PROVIDERS, TENSORRT, make_session, tensorrt_options
+from .providers import CPU, PROVIDERS, TENSORRT, make_session
+from .sampling import Rows
+from .tensorrt import prebuilt_engine, session_options
 
 KV_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
@@ -40,18 +41,27 @@ class Latent:
 
 class Engine:
     def __init__(self, model_dir: Path, manifest: Manifest, provider: str = "auto",
-                 max_context: int | None = None, threads: int | None = None, max_block_tokens: int = 32):
-        self.manifest = manifest
+                 max_context: int | None = None, threads: int | None = None, max_block_tokens: int = 32,
+                 trt_options: dict | None = None):
+        """`trt_options` add to (or override) the TensorRT options; a prebuilt engine (`edgegen build-engine`) for
+        this context serves provider 'tensorrt', and 'auto' where onnxruntime has TensorRT."""
+        self.manifest, self.max_block_tokens = manifest, max_block_tokens
         self.max_context = max_context or min(2048, manifest.max_context)
         if not 0 < self.max_context <= manifest.max_context:
             raise EdgegenError(f"max_context {self.max_context} is outside 1..{manifest.max_context}, the range this "
                                "model was exported for; re-export with a larger --max-context to go beyond it")
         # an fp32 graph computes in fp32 on the GPU too: TF32 MatMuls flip near-tied tokens against the CPU
         cuda_options = {"use_tf32": "0"} if manifest.dtype == "fp32" else {}
-        wants_tensorrt = PROVIDERS.get(provider.lower(), provider) == TENSORRT
-        trt_options = self._tensorrt_options(max_block_tokens) if wants_tensorrt else None
-        self.session, self.provider = make_session(Path(model_dir) / manifest.graph.file, provider, threads,
-                                                   trt_options, cuda_options)
+        graph = Path(model_dir) / manifest.graph.file
+        name = PROVIDERS.get(provider.lower(), provider)
+        tensorrt_here = TENSORRT in ort.get_available_providers()
+        prebuilt = prebuilt_engine(model_dir, self.max_context, max_block_tokens) \
+            if name in ("auto", TENSORRT) and tensorrt_here else None
+        if prebuilt:
+            graph, provider, trt_options = prebuilt, TENSORRT, {}
+        elif name == TENSORRT:
+            trt_options = {**session_options(manifest, self.max_context, max_block_tokens), **(trt_options or {})}
+        self.session, self.provider = make_session(graph, provider, threads, trt_options, cuda_options)
         self.device = "cpu" if self.provider == CPU else "cuda"
         # onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only: an fp32 GQA graph attends on the CPU,
         # and its KV must live there too (a bound input on another device is copied once, at bind time)
@@ -63,7 +73,12 @@ class Engine:
         self._ones = np.ones((1, self.max_context), np.int64)
         self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
         self._keep = -1  # the logits_to_keep bound now
-        self._logits = np.empty((1, 0, manifest.vocab_size), np.float32)  # grown to the most rows a step keeps
+        self._outputs = (-1, False)  # (rows, top-k) of the outputs bound now
+        names, k = manifest.graph, manifest.graph.topk
+        self._scores = {  # output -> its host buffer, grown to the most rows a step keeps
+            names.logits: np.empty((1, 0, manifest.vocab_size), np.float32),
+            **({names.topk_ids: np.empty((1, 0, k), np.int64), names.topk_logits: np.empty((1, 0, k), np.float32),
+                names.logsumexp: np.empty((1, 0), np.float32)} if k else {})}
         self._step_inputs: dict[int, tuple] = {}  # token count -> (ids, positions) buffers on the device
         self._bound_count = -1  # the token count whose buffers are bound
         self.forward_seconds = 0.0  # time spent inside onnxruntime, for overhead accounting
@@ -79,39 +94,39 @@ class Engine:
                 self.rewind(0)
         self.forward_seconds = 0.0
 
-    def _tensorrt_options(self, max_block_tokens: int) -> dict:
-        """Engine and timing caches per model and precision; one profile for prefill, one for decode and
-        verify steps (1 .. max_block_tokens new tokens). The KV buffers have one fixed shape."""
-        m, names = self.manifest, self.manifest.graph
-        directory = cache_dir() / "tensorrt" / f"{m.source.get('weights_sha256', 'unknown')[:16]}-" \
-                                               f"{m.weights or m.dtype}-{self.max_context}"
-        kv = [f"{name % layer}:1x{m.num_kv_heads}x{self.max_context}x{m.head_dim}"
-              for layer in range(m.num_layers) for name in (names.past_key, names.past_value)]
-        typical = min(256, self.max_context)
-        shapes = {"min": (1, 1, 1, 1), "opt": (typical, typical, max_block_tokens, self.max_context // 2),
-                  "max": (self.max_context, self.max_context, max_block_tokens, self.max_context)}
-        profiles = {kind: [f"{names.input_ids}:1x{prefill}", f"{names.attention_mask}:1x{prefill_total}", *kv,
-                           f"{names.input_ids}:1x{step}", f"{names.attention_mask}:1x{step_total}", *kv]
-                    for kind, (prefill, prefill_total, step, step_total) in shapes.items()}
-        return tensorrt_options(directory, profiles)
-
-    def _bind_kv_cache(self) -> list:
+    def _bind_kv_cache(self) -> dict:
+        """One max-context buffer per layer's keys and values, bound as past input and present output."""
         m, names = self.manifest, self.manifest.graph
         shape = [1, m.num_kv_heads, self.max_context, m.head_dim]
-        cache = []
+        cache = {}
         for layer in range(m.num_layers):
             for past, present in ((names.past_key, names.present_key), (names.past_value, names.present_value)):
                 buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.kv_device, 0)
                 self.binding.bind_ortvalue_input(past % layer, buffer)
-                self.binding.bind_ortvalue_output(present % layer, buffer)
-                cache.append(buffer)
+                cache[present % layer] = buffer
         return cache
 
-    def forward(self, items: list, logits_to_keep: int) -> np.ndarray:
-        """Append token ids (and Latents, on a graph exported with latent inputs) to the cache; return
-        the logits of the last `logits_to_keep` of them, [keep, vocab].
+    def _bind_outputs(self, rows: int, top_k: bool) -> None:
+        """The KV outputs write into the past buffers; the scores go to host buffers grown to the most rows a
+        step keeps: the logits, or only the top-k outputs (then the logits stay where they were computed)."""
+        self._outputs = (rows, top_k)
+        self.binding.clear_binding_outputs()
+        for name, buffer in self.kv_cache.items():
+            self.binding.bind_ortvalue_output(name, buffer)
+        names = self.manifest.graph
+        for name in (names.topk_ids, names.topk_logits, names.logsumexp) if top_k else (names.logits,):
+            array = self._scores[name]
+            if rows > array.shape[1]:
+                array = self._scores[name] = np.empty((1, rows, *array.shape[2:]), array.dtype)
+            view = array[:, :rows]
+            self.binding.bind_output(name, "cpu", 0, array.dtype, view.shape, view.ctypes.data)
 
-        The logits are a view of a buffer the next forward overwrites (copy them to keep them): onnxruntime
+    def forward(self, items: list, logits_to_keep: int, top_k: bool = False) -> Rows:
+        """Append token ids (and Latents, on a graph exported with latent inputs) to the cache; return
+        the scores of the last `logits_to_keep` of them: logits [keep, vocab], or with `top_k` (on a graph
+        exported with top-k outputs) each row's most likely tokens, their logits and the row's log-sum-exp.
+
+        The scores are views of buffers the next forward overwrites (copy them to keep them): onnxruntime
         writes them there directly. Token ids go to preallocated buffers on the provider's device; on the CPU
         an AR step rebinds nothing but the attention mask, which grows.
         """
@@ -125,15 +140,25 @@ class Engine:
         if logits_to_keep != self._keep:
             self._keep = logits_to_keep
             binding.bind_cpu_input(names.logits_to_keep, np.array(logits_to_keep, np.int64))
-            if logits_to_keep > self._logits.shape[1]:
-                self._logits = np.empty((1, logits_to_keep, self.manifest.vocab_size), np.float32)
-            logits = self._logits[:, :logits_to_keep]
-            binding.bind_output(names.logits, "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
+        if (logits_to_keep, top_k) != self._outputs:
+            if top_k and not names.topk:
+                raise EdgegenError("this model's graph has no top-k outputs; re-export it with "
+                                   "`edgegen export --topk K`")
+            self._bind_outputs(logits_to_keep, top_k)
         start = time.perf_counter()
         self.session.run_with_iobinding(binding)
         self.forward_seconds += time.perf_counter() - start
         self.tokens.extend(items)
-        return self._logits[0, :logits_to_keep]
+        if not top_k:
+            return Rows(self._scores[names.logits][0, :logits_to_keep])
+        ids, logits = (self._scores[name][0, :logits_to_keep] for name in (names.topk_ids, names.topk_logits))
+        order = ids.argsort(axis=-1)
+        return Rows(np.take_along_axis(logits, order, -1), np.take_along_axis(ids, order, -1),
+                    self._scores[names.logsumexp][0, :logits_to_keep])
+
+    def logits(self, items: list, logits_to_keep: int) -> np.ndarray:
+        """forward() returning a copy of the whole logit rows, [keep, vocab], for checks and comparisons."""
+        return self.forward(items, logits_to_keep).values.copy()
 
     def _bind_step_inputs(self, token_ids: list[int], past: int) -> None:
         """Write the step's ids (and positions, on graphs exported before positions came from the attention

@@ -25,6 +25,10 @@ class GraphInterface:
     present_value: str = "present.%d.value"
     latent_embeds: str | None = None  # with latent inputs: [batch, seq, hidden] vectors replacing embeddings
     latent_mask: str | None = None  # [batch, seq] bool, True where latent_embeds is used
+    topk: int = 0  # with top-k outputs: how many of each kept row's most likely tokens they hold
+    topk_ids: str | None = None  # [batch, logits_to_keep, topk] int64, most likely first
+    topk_logits: str | None = None  # [batch, logits_to_keep, topk] float32, their logits
+    logsumexp: str | None = None  # [batch, logits_to_keep] float32, log-sum-exp of each whole logit row
     attention: str = "gqa"  # gqa: onnxruntime's GroupQueryAttention; standard: plain ONNX ops TensorRT takes whole
     kv_layout: str = "BNSH"
     kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer

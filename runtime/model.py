@@ -38,6 +38,7 @@ class GenerationOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    full_logits: bool = False  # decide from whole logit rows even where the graph's top-k outputs would do
 
     def check(self, manifest: Manifest) -> "GenerationOptions":
         """Fill the model-dependent defaults and reject values that cannot work, saying which fix applies."""
@@ -154,13 +155,16 @@ class Generation:
         stats = Stats(prompt_tokens=len(self.prompt_ids), cached_prompt_tokens=len(self.prompt_ids) - len(pending))
         stats.mode, drafts = options.mode, DraftStats()
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
-        mask_id = model.manifest.mask_token_id
+        mask_id, candidates = model.manifest.mask_token_id, model.manifest.graph.topk
+        # the top-k outputs serve whenever every token the sampler may choose is among them; entropy needs all
+        top_k = bool(candidates) and sampler.fits(candidates) and options.acceptance != "entropy" \
+            and not options.full_logits
         if options.mode == "verify":
             lookup = PromptLookup(self.prompt_ids) if options.drafts in ("auto", LOOKUP) else None
-            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts, lookup)
+            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts, lookup, top_k)
         else:
             blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
-                                   options.max_accept)
+                                   options.max_accept, top_k)
         pieces, reason, first_block_at, first_block_tokens = [], None, start, 0
         try:
             step_start = start

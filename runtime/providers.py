@@ -41,17 +41,6 @@ def preload_gpu_libraries() -> None:
             pass
 
 
-def tensorrt_options(cache_dir: Path, profiles: dict[str, list[str]] | None = None) -> dict:
-    """fp16, engine and timing caches under cache_dir, and explicit optimization profiles
-    ({'min'|'opt'|'max': ['input:1x1', ...]}, one entry per input and profile)."""
-    options = {"trt_fp16_enable": "True", "trt_engine_cache_enable": "True",
-               "trt_engine_cache_path": os.fspath(cache_dir), "trt_timing_cache_enable": "True",
-               "trt_timing_cache_path": os.fspath(cache_dir)}
-    for kind, shapes in (profiles or {}).items():
-        options[f"trt_profile_{kind}_shapes"] = ",".join(shapes)
-    return options
-
-
 def provider_chain(provider: str, trt_options: dict | None, cuda_options: dict | None) -> list:
     """What InferenceSession gets: TensorRT falls back to CUDA for the ops it cannot take, CUDA to the CPU."""
     if provider == TENSORRT:

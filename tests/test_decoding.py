@@ -8,7 +8,7 @@ from edgegen.export.checkpoint import read_model_spec
 from edgegen.export.verify import load_reference
 from edgegen.runtime.decoding import decode_blocks, reuse_cached_prefix
 from edgegen.runtime.pilot import FixedBlock
-from edgegen.runtime.sampling import Sampler
+from edgegen.runtime.sampling import Rows, Sampler
 
 PROMPTS = ["import json\ndef load(fp):", "class Encoder:\n    def __init__(self", "héllo wörld 🎉", "x = [1, 2,"]
 EOS = 2
@@ -135,10 +135,10 @@ def test_top_k_one_and_tiny_top_p_are_greedy(mars_model):
 
 def test_sampler_matches_the_target_distribution():
     sampler = Sampler(temperature=1.0, seed=0)
-    logits = np.log(np.array([[0.5, 0.3, 0.2]]))
+    logits = Rows(np.log(np.array([[0.5, 0.3, 0.2]])))
     draws = np.array([sampler.sample(logits)[0][0] for _ in range(6000)])
     np.testing.assert_allclose(np.bincount(draws, minlength=3) / 6000, [0.5, 0.3, 0.2], atol=0.03)
-    top_p = Sampler(temperature=1.0, top_p=0.7).distributions(logits)[0]
+    top_p = Sampler(temperature=1.0, top_p=0.7).distributions(logits).values[0]
     np.testing.assert_allclose(top_p, [0.625, 0.375, 0.0])
 
 

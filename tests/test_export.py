@@ -49,7 +49,7 @@ def test_all_zero_biases_cost_no_kernel(tmp_path):
     assert not [n for n in onnx.load(out / "model.onnx").graph.node if n.op_type == "Add"]
     ids = list(range(3, 15))
     engine = Engine(out, Manifest.load(out), provider="cpu", max_context=64)
-    assert np.abs(engine.forward(ids, len(ids)) - reference_logits(src, ids)).max() < TOLERANCE["fp32"]
+    assert np.abs(engine.logits(ids, len(ids)) - reference_logits(src, ids)).max() < TOLERANCE["fp32"]
 
 
 @pytest.mark.parametrize("name, dtype", [("mars", "fp32"), ("qwen2_4x", "fp32"), ("llama", "fp32"),
@@ -60,7 +60,7 @@ def test_engine_logits_match_transformers(name, dtype, checkpoints, exported, fp
     ids = np.random.default_rng(7).integers(3, 500, 15).tolist()
     expected = reference_logits(checkpoints[name], ids)
     engine = Engine(model_dir, Manifest.load(model_dir), provider="cpu", max_context=64)
-    got = np.concatenate([engine.forward(ids[:9], 9).copy(), engine.forward(ids[9:10], 1).copy(), engine.forward(ids[10:], 5)])
+    got = np.concatenate([engine.logits(ids[:9], 9), engine.logits(ids[9:10], 1), engine.logits(ids[10:], 5)])
     assert np.abs(got - expected).max() < TOLERANCE[dtype] * max(1.0, np.abs(expected).max())
     assert engine.tokens == ids
 
@@ -81,8 +81,8 @@ def test_standard_attention_graph_matches_transformers_and_gqa(name, dtype, chec
     rows = {}
     for label, directory in (("standard", model_dir), ("gqa", gqa_dir)):
         engine = Engine(directory, Manifest.load(directory), provider="cpu", max_context=64)
-        rows[label] = np.concatenate([engine.forward(ids[:9], 9).copy(), engine.forward(ids[9:10], 1).copy(),
-                                      engine.forward(ids[10:], 5)])
+        rows[label] = np.concatenate([engine.logits(ids[:9], 9), engine.logits(ids[9:10], 1),
+                                      engine.logits(ids[10:], 5)])
     scale = max(1.0, np.abs(expected).max())
     assert np.abs(rows["standard"] - expected).max() < TOLERANCE[dtype] * scale
     assert np.abs(rows["standard"] - rows["gqa"]).max() < TOLERANCE[dtype] * scale

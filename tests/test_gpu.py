@@ -37,8 +37,8 @@ def test_cuda_logits_match_the_cpu(attention, checkpoints, fp16_standard, tmp_pa
     for provider in ("cpu", "cuda"):
         engine = Engine(model_dir, Manifest.load(model_dir), provider=provider, max_context=64)
         assert engine.provider.lower().startswith(provider)
-        rows[provider] = np.concatenate([engine.forward(ids[:20], 1).copy(), engine.forward(ids[20:21], 1).copy(),
-                                         engine.forward(ids[21:26], 5).copy(), engine.forward(ids[26:27], 1)])
+        rows[provider] = np.concatenate([engine.logits(ids[:20], 1), engine.logits(ids[20:21], 1),
+                                         engine.logits(ids[21:26], 5), engine.logits(ids[26:27], 1)])
     assert np.abs(rows["cuda"] - rows["cpu"]).max() < 2e-2 * max(1.0, np.abs(rows["cpu"]).max())
 
 
@@ -50,3 +50,16 @@ def test_doctor_passes_on_cuda(exported):
     report = conformance(exported["mars"], "cuda", None, None)
     assert report["provider"] == "CUDAExecutionProvider" and report["passed"], report["modes"]
     assert all(report["cost_curve_ms"].values())
+
+
+@pytest.mark.gpu
+def test_top_k_outputs_on_cuda_give_the_tokens_of_whole_rows(checkpoints, tmp_path):
+    from edgegen import load
+    from edgegen.export import export_model
+
+    export_model(checkpoints["mars"], tmp_path / "topk", dtype="fp16", topk=16, quiet=True)
+    cuda_or_skip(tmp_path / "topk")
+    model = load(tmp_path / "topk", provider="cuda", max_context=128)
+    for options in ({"mode": "ar"}, {"mode": "verify"}, {"temperature": 0.8, "top_k": 8, "seed": 1}):
+        full = model.generate("def add(a, b):", max_new_tokens=24, full_logits=True, **options).token_ids
+        assert model.generate("def add(a, b):", max_new_tokens=24, **options).token_ids == full

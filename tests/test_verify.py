@@ -54,7 +54,7 @@ def exact_distribution(model, prompt: list[int], length: int, temperature: float
         grown = {}
         for prefix, p in result.items():
             engine.rewind(0)
-            probs = sampler.distributions(engine.forward(prompt + list(prefix), 1))[0]
+            probs = sampler.distributions(engine.forward(prompt + list(prefix), 1)).values[0]
             grown.update({prefix + (t,): p * probs[t] for t in range(len(probs))})
         result = grown
     return result
