@@ -4,7 +4,9 @@ int8: dynamic quantization (int8 weights per tensor, activations quantized at ru
 cheap extra rows, so it suits block decoding. int4: weight-only MatMulNBits in blocks of 32; the
 smallest and fastest for one token, but each extra row costs more on CPUs without VNNI.
 """
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -13,17 +15,30 @@ QUANTIZED_DTYPES = ("int8", "int4")
 INT4_BLOCK = 32
 
 
+@contextmanager
+def root_logger_kept():
+    """Importing onnxruntime.quantization configures the root logger at INFO (a line per node it looks at, and
+    every other library's INFO too); put it back as it was."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
 def quantize(src: Path, out: Path, dtype: str, save_graph) -> None:
     """Quantize every MatMul of the graph at `src` (external data beside it) into `out`."""
-    if dtype == "int8":
+    with root_logger_kept():
         from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    if dtype == "int8":
 
         quantize_dynamic(src, out, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                          use_external_data_format=os.path.getsize(src) + data_size(src) > 1.8e9,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # past com.microsoft ops
         return
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     quantizer = MatMulNBitsQuantizer(onnx.load(os.fspath(src)), block_size=INT4_BLOCK, is_symmetric=True,
                                      accuracy_level=4)  # int8 compute of the 4-bit weights, as genai's CPU builds
     quantizer.process()

@@ -42,7 +42,7 @@ def test_quantized_export_rewrites_every_matmul_and_runs(quantized, exported, dt
         ids = model.encode_prompt("import json")
         reference.engine.rewind(0)
         model.engine.rewind(0)
-        exact, quantized_logits = reference.engine.forward(ids, 1)[0].copy(), model.engine.forward(ids, 1)[0]
+        exact, quantized_logits = reference.engine.logits(ids, 1)[0].copy(), model.engine.logits(ids, 1)[0]
         error = np.abs(exact - quantized_logits).max()
         assert error < 0.15 * np.abs(exact).max()
         # the first token is fp32's, or one that fp32 ranks within the quantization error of it
@@ -118,3 +118,10 @@ def test_cached_cost_curves_tell_precisions_apart(quantized, exported, tmp_path,
     for model_dir in (exported["mars"], quantized["int8"]):
         load(model_dir, provider="cpu", max_context=128, threads=1).cost_curve
     assert len(json.loads((tmp_path / "cost_curves.json").read_text())) == 2
+
+
+def test_a_quantized_export_prints_its_stages_not_the_quantizers_log(checkpoints, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "edgegen", "export", str(checkpoints["mars"]), str(tmp_path / "q"),
+                          "--dtype", "int4", "--no-verify"], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "[INFO]" not in run.stderr and "quantized the MatMul weights to int4" in run.stderr
