@@ -22,7 +22,7 @@ from edgegen import load
 from edgegen.models import RAG_COMPRESSOR, RAG_GENERATOR
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
-from edgegen.runtime.memory import LatentStore
+from edgegen.runtime.latent_store import LatentStore
 from edgegen.runtime.rag import build_prompt, rag
 
 HERE = Path(__file__).resolve().parent
@@ -38,10 +38,7 @@ def normalize(text: str) -> str:
 
 def answer_over(generator, compressor, question: str, contexts: list) -> str:
     items, _ = build_prompt(generator.tokenizer, compressor.info, question, contexts)
-    generation = generator.start(items, max_new_tokens=32, mode="verify")
-    for _ in generation:
-        pass
-    return generation.result.text
+    return generator.start(items, max_new_tokens=32, mode="verify").run().text
 
 
 def main() -> None:

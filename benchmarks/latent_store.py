@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgegen.runtime.memory import LatentStore, Record
+from edgegen.runtime.latent_store import LatentStore, Record
 
 RETRIEVAL, LATENT, BATCH = 512, 896, 10_000
 

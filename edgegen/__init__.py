@@ -5,7 +5,7 @@ from .models import DEFAULT_MODEL
 from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, Result, Stats
 from .runtime import load as load_model
 from .runtime.compressor import Compressor
-from .runtime.memory import LatentStore
+from .runtime.latent_store import LatentStore
 from .runtime.rag import RagAnswer, rag
 
 __version__ = "0.1.0"
@@ -15,9 +15,10 @@ __all__ = ["DEFAULT_MODEL", "Chat", "Compressor", "EdgegenError", "Generation", 
 
 
 def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,
-         threads: int | None = None) -> Model:
-    """Load an exported model directory; with no path, the bundled default model."""
+         threads: int | None = None, wait: float | None = None) -> Model:
+    """Load an exported model directory; with no path, the bundled default model. `wait`: seconds a generation
+    waits while another thread's generation holds the model (None: until it is free)."""
     if path is None and not (DEFAULT_MODEL / "edgegen.json").is_file():
         raise EdgegenError(f"the bundled default model is missing from this installation ({DEFAULT_MODEL}); "
                            "reinstall edgegen, or pass the directory of a model made with `edgegen export`")
-    return load_model(path or DEFAULT_MODEL, provider, max_context, threads)
+    return load_model(path or DEFAULT_MODEL, provider, max_context, threads, wait)

@@ -1,4 +1,4 @@
-"""`edgegen rag index|ask|ls|rm|stats`: latent-memory question answering from the terminal."""
+"""`edgegen rag index|ask|ls|rm|stats|upgrade`: latent-memory question answering from the terminal."""
 import json
 import re
 import sys
@@ -8,8 +8,9 @@ from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
 from .runtime.jsonl import jsonl_rows
-from .runtime.memory import LatentStore
+from .runtime.latent_store import LatentStore
 from .runtime.rag import rag
+from .runtime.store_upgrade import upgrade
 from .status import StatusLine
 
 MAX_ITEM_CHARS = 600  # longer paragraphs are split into sentences (the compressor reads 128 tokens)
@@ -112,7 +113,19 @@ def run_rm(args) -> int:
 
 
 def run_stats(args) -> int:
-    print(json.dumps(LatentStore.open(args.store).stats(), indent=2))
+    stats = LatentStore.open(args.store).stats(check=args.check)
+    print(json.dumps(stats, indent=2))
+    if args.check and stats["check"] != "ok":
+        print(f"edgegen: {args.store} is damaged: restore it from a backup, or index the evidence again",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_upgrade(args) -> int:
+    live = upgrade(args.store)
+    print(f"converted {args.store} to the current format ({live} items); the old files are in "
+          f"{args.store / 'format-1'}, to delete once you are happy with it", file=sys.stderr)
     return 0
 
 
@@ -144,10 +157,14 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     ask.add_argument("--provider", default="auto")
     add_decoding_options(ask)
     ask.set_defaults(run=lambda args: run_ask(args, decoding_options(args)), max_new_tokens=32)  # the reference's
-    for name, run, helptext in (("ls", run_ls, "list stored items"), ("stats", run_stats, "store statistics")):
+    for name, run, helptext in (("ls", run_ls, "list stored items"), ("stats", run_stats, "store statistics"),
+                                ("upgrade", run_upgrade, "convert a store of an earlier edgegen to this format")):
         command = sub.add_parser(name, help=helptext)
         command.add_argument("store", type=Path)
         command.set_defaults(run=run)
+        if name == "stats":
+            command.add_argument("--check", action="store_true",
+                                 help="run SQLite's integrity check and verify every vector's checksum")
     rm = sub.add_parser("rm", help="delete items by id")
     rm.add_argument("store", type=Path)
     rm.add_argument("ids", nargs="+")

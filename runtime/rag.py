@@ -12,7 +12,7 @@ from pathlib import Path
 from .compressor import Compressor
 from .engine import Latent
 from .errors import EdgegenError
-from .memory import Hit, LatentStore
+from .latent_store import Hit, LatentStore
 from .model import Model, Result
 from .tokenizer import Tokenizer
 
@@ -82,7 +82,5 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
     contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
     items, context = build_prompt(generator.tokenizer, compressor.info, question, contexts)
     options = {"max_new_tokens": 32, **{name: value for name, value in options.items() if value is not None}}
-    generation = generator.start(items, **options)
-    for _ in generation:
-        pass
-    return RagAnswer(generation.result.text.strip(), hits, len(items), context, generation.result)
+    result = generator.start(items, **options).run()
+    return RagAnswer(result.text.strip(), hits, len(items), context, result)

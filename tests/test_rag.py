@@ -10,7 +10,7 @@ from edgegen import EdgegenError
 from edgegen.export.memory import export_memory
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
-from edgegen.runtime.memory import LatentStore
+from edgegen.runtime.latent_store import LatentStore
 from edgegen.runtime.rag import rag
 from test_memory_export import reference_state
 

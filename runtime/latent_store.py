@@ -1,0 +1,452 @@
+"""A durable latent store: one retrieval vector and one generator latent per evidence item, in one SQLite file.
+
+SQLite (WAL mode, Python's own sqlite3) gives what a store must never get wrong: a batch commits whole or
+not at all, a killed writer or a full disk loses nothing committed, readers see a snapshot. `store.sqlite`:
+    meta     key -> JSON value: format, version, vector sizes, the compressor
+    items    one row per added item (row numbers 0, 1, ... in order of adding, never reused): id, a deleted
+             flag, source, text hash, metadata (and the text when kept); small, so opening reads it fast
+    latents  each row's generator latent (fp16)
+    chunks   the retrieval vectors (normalized, fp16) of up to CHUNK_ROWS consecutive rows per BLOB, so that
+             a million load in one pass for exact search
+Every vector BLOB carries a CRC32, checked when read: damaged bytes are an error, never a wrong result.
+A contentless FTS5 table keyed by row number can join these for lexical search without keeping text.
+Exact search runs over an in-memory matrix; the optional usearch index (ann.py) is a cache beside the file.
+One writer at a time (a lock file); readers may be many.
+"""
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import ann
+from .errors import EdgegenError
+
+FORMAT, FORMAT_VERSION = "edgegen-latent-store", 2
+DATABASE = "store.sqlite"
+CHUNK_ROWS = 4096
+SEARCH_CHUNK_ROWS = 1 << 16
+FP32_CACHE_BYTES = 1 << 30  # retrieval matrices up to this size are searched from an fp32 copy in memory
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE items (row INTEGER PRIMARY KEY, id TEXT NOT NULL, deleted INTEGER NOT NULL, source TEXT NOT NULL,
+                    text_sha256 TEXT NOT NULL, metadata TEXT NOT NULL, text TEXT);
+CREATE UNIQUE INDEX live_ids ON items (id) WHERE deleted = 0;
+CREATE TABLE latents (row INTEGER PRIMARY KEY, vector BLOB NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE chunks (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL, vectors BLOB NOT NULL,
+                     crc INTEGER NOT NULL);
+"""
+
+
+@dataclass
+class Record:
+    id: str
+    source: str = ""
+    text_sha256: str = ""
+    text: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    record: Record
+    score: float
+    row: int
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    partial.replace(path)
+
+
+class Records(Sequence):
+    """The records of a snapshot's rows, read from the database when asked for."""
+
+    def __init__(self, store: "LatentStore"):
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.store.rows
+
+    def __getitem__(self, row: int) -> Record:
+        row = range(len(self))[row]
+        return make_record(*self.store._query(f"SELECT {RECORD_COLUMNS} FROM items WHERE row = ?", (row,))[0])
+
+    def __iter__(self) -> Iterator[Record]:
+        query = f"SELECT {RECORD_COLUMNS} FROM items WHERE row < ? ORDER BY row"
+        for values in self.store._query(query, (len(self),), fetch_all=False):
+            yield make_record(*values)
+
+
+RECORD_COLUMNS = "id, source, text_sha256, text, metadata"
+
+
+def make_record(item_id, source, text_sha256, text, metadata) -> Record:
+    return Record(item_id, source, text_sha256, text, json.loads(metadata))
+
+
+def checked(blob: bytes, crc: int, what: str, path: Path) -> bytes:
+    if zlib.crc32(blob) != crc:
+        raise EdgegenError(f"{path / DATABASE} is damaged: {what} fails its checksum. Run `edgegen rag stats "
+                           f"{path} --check`, and restore the store from a backup or index the evidence again")
+    return blob
+
+
+class LatentStore:
+    """Open with `LatentStore.open(path)` to read, `LatentStore.open(path, writable=True, ...)` to add."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock=None):
+        self.path, self._db, self._lock = path, db, lock
+        self.info = {key: json.loads(value) for key, value in self._query("SELECT key, value FROM meta")}
+        self.retrieval_dim, self.latent_dim = self.info["retrieval_dim"], self.info["latent_dim"]
+        self.records = Records(self)
+        self._load_snapshot()
+
+    @classmethod
+    def for_compressor(cls, path: str | Path, compressor) -> "LatentStore":
+        """Open (or create) a store for writing the vectors of this compressor."""
+        info = compressor.info
+        store = cls.open(path, writable=True, retrieval_dim=info["retrieval_dim"],
+                         latent_dim=info["generator_hidden"], compressor=compressor.identity)
+        if "compressor_path" not in store.info:  # where `edgegen rag ask` finds the query graph later
+            store._set_meta(compressor_path=str(compressor.path.resolve()))
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, writable: bool = False, retrieval_dim: int | None = None,
+             latent_dim: int | None = None, compressor: dict | None = None) -> "LatentStore":
+        """Open a store; a writable open creates it when missing (sizes and compressor needed then)
+        and is refused while another writer holds it. A given compressor must match the store's."""
+        path = Path(path)
+        if (path / "store.json").is_file() and not (path / DATABASE).is_file():
+            raise EdgegenError(f"{path} is a latent store of an earlier edgegen (format 1); convert it, keeping the "
+                               f"old files in {path}/format-1: edgegen rag upgrade {path}")
+        lock = cls._take_writer_lock(path) if writable else None
+        try:
+            if not (path / DATABASE).is_file():
+                if not writable:
+                    raise EdgegenError(f"{path} is not a latent store (no {DATABASE}); create it with "
+                                       "`edgegen rag index` or LatentStore.open(path, writable=True, ...)")
+                if retrieval_dim is None or latent_dim is None or compressor is None:
+                    raise EdgegenError("creating a latent store needs retrieval_dim, latent_dim and compressor")
+                cls._create(path, retrieval_dim, latent_dim, compressor)
+            store = cls(path, cls._connect(path, writable), lock)
+            if store.info.get("format") != FORMAT or store.info.get("format_version") != FORMAT_VERSION:
+                raise EdgegenError(f"{path} holds latent-store format {store.info.get('format_version')!r}; this "
+                                   f"edgegen reads version {FORMAT_VERSION}: re-index the evidence into a new store")
+            if compressor is not None and compressor != store.info["compressor"]:
+                raise EdgegenError(f"{path} was built with compressor {store.info['compressor']}, not {compressor}: "
+                                   "its vectors do not fit this compressor; use a new store for it")
+            return store
+        except sqlite3.DatabaseError as e:
+            raise damaged(path, e) from e
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
+
+    @staticmethod
+    def _connect(path: Path, writable: bool) -> sqlite3.Connection:
+        if writable:
+            db = sqlite3.connect(path / DATABASE, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a returned add() survives a power cut too
+        else:
+            db = sqlite3.connect(f"file:{path / DATABASE}?mode=ro", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+        return db
+
+    @staticmethod
+    def _take_writer_lock(path: Path):
+        path.mkdir(parents=True, exist_ok=True)
+        lock = (path / "writer.lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise EdgegenError(f"{path} is already open for writing by {holder}; one writer at a time "
+                               "(readers are fine): wait for it to finish") from None
+        lock.truncate(0)
+        lock.write(f"process {os.getpid()}")
+        lock.flush()
+        return lock
+
+    @staticmethod
+    def _create(path: Path, retrieval_dim: int, latent_dim: int, compressor: dict) -> None:
+        """Build the empty database beside its final name and rename it: a half-made store never exists."""
+        partial = path / (DATABASE + ".partial")
+        partial.unlink(missing_ok=True)
+        db = sqlite3.connect(partial, isolation_level=None)
+        try:
+            db.executescript(SCHEMA)
+            meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "retrieval_dim": retrieval_dim,
+                    "latent_dim": latent_dim, "compressor": compressor}
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+        finally:
+            db.close()
+        partial.replace(path / DATABASE)
+
+    def _query(self, sql: str, parameters: tuple = (), fetch_all: bool = True):
+        try:
+            cursor = self._db.execute(sql, parameters)
+            return cursor.fetchall() if fetch_all else cursor
+        except sqlite3.OperationalError as e:  # locked, interrupted, out of memory: the file may be fine
+            raise EdgegenError(f"could not read {self.path / DATABASE} ({e}); try again") from e
+        except sqlite3.DatabaseError as e:
+            raise damaged(self.path, e) from e
+
+    def _load_snapshot(self) -> None:
+        """Read which rows exist and which are live, in one read transaction; vectors load when first searched."""
+        try:
+            self._query("BEGIN")
+            rows = self._query("SELECT id, deleted FROM items ORDER BY row")
+        finally:
+            if self._db.in_transaction:  # an interrupted BEGIN may have opened it already
+                self._db.execute("COMMIT")
+        self.rows = len(rows)
+        self.live = np.fromiter((not deleted for _, deleted in rows), bool, len(rows))
+        self.row_of = {item_id: row for row, (item_id, deleted) in enumerate(rows) if not deleted}
+        self._matrix = np.zeros((0, self.retrieval_dim), np.float16)  # the retrieval vectors loaded so far
+        self._fp32 = np.zeros((0, self.retrieval_dim), np.float32)
+        self._ann = ann.AnnIndex.load(self.path, self.rows)
+        self._stale = False
+
+    def refresh(self) -> None:
+        """Move this reader's snapshot to the latest commit."""
+        self._load_snapshot()
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.row_of
+
+    def _require_writer(self) -> None:
+        if self._lock is None:
+            raise EdgegenError("this store was opened read-only; open it with writable=True to change it")
+        if self._stale:  # an earlier change was interrupted: what is committed is the truth
+            self._load_snapshot()
+
+    def append(self, records: list[Record], retrieval: np.ndarray, latents: np.ndarray,
+               deleted: np.ndarray | None = None) -> None:
+        """Add items in one transaction: when this returns they are committed; if it fails, none are.
+        `deleted` flags rows stored as deleted already (converting an old store keeps its row numbers)."""
+        self._require_writer()
+        live = np.ones(len(records), bool) if deleted is None else ~np.asarray(deleted, bool)
+        retrieval = self._vectors(retrieval, len(records), self.retrieval_dim, "retrieval")
+        latents = self._vectors(latents, len(records), self.latent_dim, "latent").astype(np.float16)
+        ids = [r.id for r in records]
+        bad = [i for i in ids if not isinstance(i, str) or not i or "\0" in i]
+        if bad:
+            raise EdgegenError(f"ids must be non-empty strings without NUL characters, not {bad[:3]!r}")
+        clashes = [i for i, n in Counter(np.array(ids, object)[live].tolist()).items() if n > 1 or i in self.row_of]
+        if clashes:
+            raise EdgegenError(f"ids already in the store (or repeated): {clashes[:5]}; delete them first")
+        retrieval = (retrieval / np.maximum(np.linalg.norm(retrieval, axis=1, keepdims=True), 1e-12)).astype(np.float16)
+        start = self.rows
+        items = [(start + i, r.id, int(not alive), r.source, r.text_sha256, json.dumps(r.metadata, ensure_ascii=False),
+                  r.text) for i, (r, alive) in enumerate(zip(records, live))]
+        vectors = [(start + i, blob, zlib.crc32(blob)) for i, blob in enumerate(map(np.ndarray.tobytes, latents))]
+        chunks = [(start + offset, len(block), block.tobytes(), zlib.crc32(block.tobytes()))
+                  for offset in range(0, len(records), CHUNK_ROWS) for block in [retrieval[offset:offset + CHUNK_ROWS]]]
+        self._write([("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", items),
+                     ("INSERT INTO latents VALUES (?, ?, ?)", vectors), ("INSERT INTO chunks VALUES (?, ?, ?, ?)", chunks)])
+        self.rows += len(records)
+        self.row_of.update((r.id, start + i) for i, (r, alive) in enumerate(zip(records, live)) if alive)
+        self.live = np.concatenate([self.live, live])
+        if len(self._matrix) == start:
+            self._matrix = np.concatenate([self._matrix, retrieval])
+        self._stale = False
+
+    def _vectors(self, values, count: int, dim: int, what: str) -> np.ndarray:
+        array = np.asarray(values, np.float32)
+        if array.size != count * dim:
+            raise EdgegenError(f"{count} items need {count} x {dim} {what} values, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise EdgegenError(f"{what} vectors hold NaN or infinite values; nothing was added")
+        return array.reshape(count, dim)
+
+    def _write(self, statements: list[tuple[str, list]]) -> None:
+        """Run statements in one write transaction. The in-memory state counts as stale until the caller has
+        brought it up to date, so an interruption anywhere (Ctrl-C, a full disk) is recovered from the file."""
+        self._stale = True
+        try:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for sql, rows in statements:
+                    self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # an interrupted BEGIN may have opened it already
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError as e:
+            raise EdgegenError(f"{self.path}: {e}; nothing of this batch was stored") from e
+        except sqlite3.OperationalError as e:  # a full disk, a file size limit, an interrupt
+            raise EdgegenError(f"could not write to {self.path} ({e}): this batch was not stored, every item added "
+                               "before it is; free disk space if it is full, and add again") from e
+        except sqlite3.DatabaseError as e:
+            raise damaged(self.path, e) from e
+
+    def add(self, items: list[dict], compressor, keep_text: bool = False, batch_size: int = 32,
+            progress=None) -> list[str]:
+        """Compress items ({"text", optional "id", "source", "metadata"}) and append them, one transaction
+        per batch; items whose id is already stored are skipped, so an interrupted add resumes.
+        Returns the ids added."""
+        if compressor.identity != self.info["compressor"]:
+            raise EdgegenError(f"{self.path} holds vectors of another compressor ({self.info['compressor']}); "
+                               "use a new store for this one")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise EdgegenError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+        self._require_writer()
+        unique = {}
+        for item in items:  # the default id is the text's hash, so repeated texts are stored once
+            unique.setdefault(item.get("id") or text_hash(item["text"])[:16], item)
+        todo = [dict(item, id=item_id) for item_id, item in unique.items() if item_id not in self.row_of]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            retrieval, latents = compressor.embed_evidence([item["text"] for item in batch])
+            self.append([Record(id=item["id"], source=item.get("source", ""), text_sha256=text_hash(item["text"]),
+                                text=item["text"] if keep_text else None, metadata=item.get("metadata", {}))
+                         for item in batch], retrieval, latents)
+            if progress:
+                progress(min(start + batch_size, len(todo)), len(todo))
+        return [item["id"] for item in todo]
+
+    def delete(self, ids: list[str] | str) -> int:
+        """Delete items by id (one id, or a list; unknown ids are ignored); returns how many were deleted."""
+        self._require_writer()
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not all(isinstance(i, str) for i in ids):
+            raise EdgegenError(f"ids are strings; got {[i for i in ids if not isinstance(i, str)][:3]!r}")
+        present = [i for i in dict.fromkeys(ids) if i in self.row_of]
+        self._write([("UPDATE items SET deleted = 1 WHERE row = ?", [(self.row_of[i],) for i in present])])
+        for item_id in present:
+            self.live[self.row_of.pop(item_id)] = False
+        self._stale = False
+        return len(present)
+
+    def _set_meta(self, **values) -> None:
+        self._write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])])
+        self.info.update(values)
+        self._stale = False
+
+    def _retrieval(self) -> np.ndarray:
+        """The snapshot's retrieval vectors, loaded (and checked) on first use."""
+        if len(self._matrix) < self.rows:
+            query = "SELECT first_row, rows, vectors, crc FROM chunks WHERE first_row >= ? AND first_row < ? " \
+                    "ORDER BY first_row"
+            blocks = [np.frombuffer(checked(blob, crc, f"the retrieval vectors of rows {first}..{first + n - 1}",
+                                            self.path), np.float16).reshape(n, self.retrieval_dim)
+                      for first, n, blob, crc in self._query(query, (len(self._matrix), self.rows))]
+            self._matrix = np.concatenate([self._matrix, *blocks])
+            if len(self._matrix) != self.rows:
+                raise damaged(self.path, f"{self.rows} items but {len(self._matrix)} retrieval vectors")
+        return self._matrix
+
+    def search(self, query: np.ndarray, k: int = 5, exact: bool = False) -> list[Hit]:
+        """The k most cosine-similar live items. With an ANN index (see build_index) its candidates plus
+        the rows added since are re-scored exactly; without one, or with exact=True, every row is scored."""
+        if query is None or isinstance(query, (str, bytes)):
+            raise EdgegenError(f"a query is a vector of {self.retrieval_dim} numbers, not {type(query).__name__}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise EdgegenError(f"k must be a whole number >= 1, not {k!r}")
+        query = self._vectors(query, 1, self.retrieval_dim, "query")[0]
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        k = min(int(k), len(self))
+        if not k:
+            return []
+        matrix = self._retrieval()
+        if self._ann is not None and not exact:
+            rows = np.concatenate([self._ann.candidates(query, k), np.arange(self._ann.rows, self.rows)])
+            rows = rows[self.live[rows]]
+            if len(rows) >= k:  # else deletions ate the candidates: fall back to exact search
+                return self._top(rows, matrix[rows].astype(np.float32) @ query, k)
+        scores = self._exact_scores(matrix, query)
+        scores[~self.live] = -np.inf
+        return self._top(np.arange(len(scores)), scores, k)
+
+    def _exact_scores(self, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+        if self.rows * self.retrieval_dim * 4 <= FP32_CACHE_BYTES:  # converting fp16 costs more than the product
+            if len(self._fp32) < self.rows:
+                self._fp32 = np.concatenate([self._fp32, matrix[len(self._fp32):].astype(np.float32)])
+            return self._fp32 @ query
+        scores = np.empty(self.rows, np.float32)
+        for start in range(0, self.rows, SEARCH_CHUNK_ROWS):
+            chunk = matrix[start:start + SEARCH_CHUNK_ROWS]
+            scores[start:start + len(chunk)] = chunk.astype(np.float32) @ query
+        return scores
+
+    def _top(self, rows: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best])]
+        return [Hit(self.records[int(rows[i])], float(scores[i]), int(rows[i])) for i in best]
+
+    def build_index(self) -> None:
+        """Build (or rebuild) the usearch HNSW index over every committed row; needs `edgegen[ann]`."""
+        self._require_writer()
+        ann.build(self.path, self._retrieval(), write_atomically)
+        self._ann = ann.AnnIndex.load(self.path, self.rows)
+
+    def latent(self, row: int) -> np.ndarray:
+        found = self._query("SELECT vector, crc FROM latents WHERE row = ?", (int(row),))
+        if not found or row >= self.rows:
+            raise EdgegenError(f"row {row} is not in this store (it has rows 0..{self.rows - 1})")
+        blob, crc = found[0]
+        return np.frombuffer(checked(blob, crc, f"the latent of row {row}", self.path), np.float16).astype(np.float32)
+
+    def stats(self, check: bool = False) -> dict:
+        """Counts and sizes; with check, SQLite's integrity check and every vector's checksum ('ok' or the
+        problems found)."""
+        files = [self.path / name for name in (DATABASE, DATABASE + "-wal")]
+        stats = {"items": len(self), "deleted": int((~self.live).sum()), "rows": self.rows,
+                 "retrieval_dim": self.retrieval_dim, "latent_dim": self.latent_dim,
+                 "bytes": sum(f.stat().st_size for f in files if f.is_file()),
+                 "ann_index_rows": self._ann.rows if self._ann else 0, "compressor": self.info["compressor"]}
+        if check:
+            stats["check"] = self._check()
+        return stats
+
+    def _check(self) -> list[str] | str:
+        problems = [row[0] for row in self._query("PRAGMA integrity_check") if row[0] != "ok"]
+        for first, blob, crc in self._query("SELECT first_row, vectors, crc FROM chunks", fetch_all=False):
+            if zlib.crc32(blob) != crc:
+                problems.append(f"retrieval vectors from row {first}: checksum mismatch")
+        for row, blob, crc in self._query("SELECT row, vector, crc FROM latents", fetch_all=False):
+            if zlib.crc32(blob) != crc:
+                problems.append(f"latent of row {row}: checksum mismatch")
+        return problems or "ok"
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> "LatentStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def damaged(path: Path, error) -> EdgegenError:
+    return EdgegenError(f"{path / DATABASE} is damaged or unreadable ({error}). Run `edgegen rag stats {path} "
+                        "--check`; restore the store from a backup, or index the evidence again")
