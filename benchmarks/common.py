@@ -34,10 +34,7 @@ def load_prompts(model, path: Path, max_new_tokens: int) -> tuple[list[dict], li
 
 
 def run_to_end(model, prompt_ids: list[int], **options):
-    generation = model.start(prompt_ids, **options)
-    for _ in generation:
-        pass
-    return generation.result
+    return model.start(prompt_ids, **options).run()
 
 
 def decoded_tokens(result) -> int:

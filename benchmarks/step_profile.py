@@ -65,11 +65,9 @@ def profile_edgegen(model, prompts: list[list[int]], options: dict, clock: Clock
     for ids in prompts:
         model.engine.rewind(0)
         clock.counting = False  # the generation's first forward (the prefill) switches it on
-        generation = model.start(ids, max_new_tokens=max_new_tokens, **options)
-        for _ in generation:
-            pass
-        steps += len(generation.result.stats.step_ms)
-        wall += sum(generation.result.stats.step_ms) / 1000
+        result = model.start(ids, max_new_tokens=max_new_tokens, **options).run()
+        steps += len(result.stats.step_ms)
+        wall += sum(result.stats.step_ms) / 1000
     return {"steps": int(steps), "step_us": wall / steps * 1e6,
             "parts_us": {part: clock.spent.get(part, 0.0) / steps * 1e6 for part in PARTS}}
 

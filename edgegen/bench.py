@@ -140,10 +140,8 @@ class Progress:
 
 
 def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> list[int]:
-    generation = model.start(prompt_ids, **options)
-    for _ in generation:
-        pass
-    stats = generation.result.stats
+    result = model.start(prompt_ids, **options).run()
+    stats = result.stats
     for source, counts in stats.drafts_by_source.items():
         row.add_drafts(source, counts["proposed"], counts["accepted"])
     row.runs += 1
@@ -156,7 +154,7 @@ def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> list[i
     row.decode_ms += sum(stats.step_ms)
     row.decode_tokens += stats.decode_tokens
     row.peak_rss_mb = peak_rss_mb()
-    return generation.result.token_ids
+    return result.token_ids
 
 
 class GenaiRunner:

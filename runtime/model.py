@@ -1,6 +1,8 @@
 """The user-facing model: generate, stream and chat over one engine."""
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -137,6 +139,12 @@ class Generation:
         """Stop early (e.g. on Ctrl-C); `result` then has stop_reason 'cancelled'."""
         self._pieces.close()
 
+    def run(self) -> Result:
+        """Generate to the end without streaming."""
+        for _ in self._pieces:
+            pass
+        return self.result
+
     def _commit(self, token: int) -> tuple[str, str | None]:
         """Add one generated token; return the text it makes safe to show and why to stop, if so."""
         if token in self.eos:
@@ -148,6 +156,10 @@ class Generation:
         return piece, "max_new_tokens" if len(self.token_ids) == self.options.max_new_tokens else None
 
     def _generate(self) -> Iterator[str]:
+        with self.model.busy():
+            yield from self._decode()
+
+    def _decode(self) -> Iterator[str]:
         model, options, engine = self.model, self.options, self.model.engine
         policy = model.block_policy(options)  # may measure the cost curve: before the cache is reused
         start, forward_start = time.perf_counter(), engine.forward_seconds
@@ -219,8 +231,11 @@ class Generation:
 
 class Model:
     def __init__(self, path: str | Path, provider: str = "auto", max_context: int | None = None,
-                 threads: int | None = None):
-        self.path, self.threads = Path(path), threads
+                 threads: int | None = None, wait: float | None = None):
+        """`wait`: how many seconds a generation waits for the model while another thread's generation runs
+        (None: until it is free)."""
+        self.path, self.threads, self.wait = Path(path), threads, wait
+        self._lock, self._holder = threading.Lock(), None
         self.manifest = Manifest.load(self.path)
         self.tokenizer = Tokenizer(self.path)
         self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
@@ -230,6 +245,23 @@ class Model:
     @property
     def max_context(self) -> int:
         return self.engine.max_context
+
+    @contextmanager
+    def busy(self):
+        """One generation at a time, since the KV cache holds one sequence. Another thread's generation waits
+        for it; this thread's own unfinished stream is an error at once, as waiting for it would never end."""
+        if self._holder == threading.get_ident():
+            raise EdgegenError("this model is busy with an unfinished stream of this thread: iterate it to the end "
+                               "or close() it before starting another (a model generates one sequence at a time)")
+        if not self._lock.acquire(timeout=-1 if self.wait is None else self.wait):
+            raise EdgegenError(f"this model stayed busy with another thread's generation for {self.wait} s; try "
+                               "again later, or load one model per concurrent caller")
+        self._holder = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._holder = None
+            self._lock.release()
 
     @property
     def cost_curve(self) -> CostCurve:
@@ -291,10 +323,7 @@ class Model:
         return self.start(self.encode_prompt(prompt), **options)
 
     def generate(self, prompt: str | list[dict], **options) -> Result:
-        generation = self.stream(prompt, **options)
-        for _ in generation:
-            pass
-        return generation.result
+        return self.stream(prompt, **options).run()
 
     def chat(self, system: str | None = None, **options) -> "Chat":
         return Chat(self, system, **options)
@@ -309,6 +338,7 @@ class Chat:
         self.model, self.options = model, options
         self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
         self.dropped_turns = 0  # turns dropped to fit the context, so far
+        self._turn = threading.Lock()
 
     def _prompt_ids(self, messages: list[dict]) -> list[int]:
         prompt = self.model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
@@ -331,16 +361,15 @@ class Chat:
         return self.model.start(ids, on_finish=record, **options)
 
     def send(self, text: str, **options) -> Result:
-        generation = self.stream(text, **options)
-        for _ in generation:
-            pass
-        return generation.result
+        """One whole turn; turns sent from several threads take their turns one after another."""
+        with self._turn:
+            return self.stream(text, **options).run()
 
     def reset(self) -> None:
         self.messages = [m for m in self.messages if m["role"] == "system"]
 
 
 def load(path: str | Path, provider: str = "auto", max_context: int | None = None,
-         threads: int | None = None) -> Model:
+         threads: int | None = None, wait: float | None = None) -> Model:
     """Load an exported model directory (see `edgegen export`)."""
-    return Model(path, provider, max_context, threads)
+    return Model(path, provider, max_context, threads, wait)
