@@ -5,9 +5,10 @@ not at all, a killed writer or a full disk loses nothing committed, readers see 
     meta     key -> JSON value: format, version, vector sizes, the compressor
     items    one row per added item (row numbers 0, 1, ... in order of adding, never reused): id, a deleted
              flag, source, text hash, metadata (and the text when kept); small, so opening reads it fast
-    latents  each row's generator latent (fp16)
     chunks   the retrieval vectors (normalized, fp16) of up to CHUNK_ROWS consecutive rows per BLOB, so that
              a million load in one pass for exact search
+    latents  the generator latents (fp16) of up to LATENT_CHUNK_ROWS consecutive rows per BLOB: few rows to
+             insert, and small enough to read whole for the one latent a retrieval hit needs
 Every vector BLOB carries a CRC32, checked when read: damaged bytes are an error, never a wrong result.
 A contentless FTS5 table keyed by row number can join these for lexical search without keeping text.
 Exact search runs over an in-memory matrix; the optional usearch index (ann.py) is a cache beside the file.
@@ -31,7 +32,7 @@ from .errors import EdgegenError
 
 FORMAT, FORMAT_VERSION = "edgegen-latent-store", 2
 DATABASE = "store.sqlite"
-CHUNK_ROWS = 4096
+CHUNK_ROWS, LATENT_CHUNK_ROWS = 4096, 64
 SEARCH_CHUNK_ROWS = 1 << 16
 FP32_CACHE_BYTES = 1 << 30  # retrieval matrices up to this size are searched from an fp32 copy in memory
 SCHEMA = """
@@ -39,7 +40,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE items (row INTEGER PRIMARY KEY, id TEXT NOT NULL, deleted INTEGER NOT NULL, source TEXT NOT NULL,
                     text_sha256 TEXT NOT NULL, metadata TEXT NOT NULL, text TEXT);
 CREATE UNIQUE INDEX live_ids ON items (id) WHERE deleted = 0;
-CREATE TABLE latents (row INTEGER PRIMARY KEY, vector BLOB NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE latents (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL, vectors BLOB NOT NULL,
+                      crc INTEGER NOT NULL);
 CREATE TABLE chunks (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL, vectors BLOB NOT NULL,
                      crc INTEGER NOT NULL);
 """
@@ -195,6 +197,8 @@ class LatentStore:
         partial.unlink(missing_ok=True)
         db = sqlite3.connect(partial, isolation_level=None)
         try:
+            db.execute("PRAGMA page_size = 65536")  # vectors are most of the bytes: fewer, larger pages
+            db.execute("PRAGMA journal_mode = WAL")
             db.executescript(SCHEMA)
             meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "retrieval_dim": retrieval_dim,
                     "latent_dim": latent_dim, "compressor": compressor}
@@ -223,7 +227,8 @@ class LatentStore:
         self.rows = len(rows)
         self.live = np.fromiter((not deleted for _, deleted in rows), bool, len(rows))
         self.row_of = {item_id: row for row, (item_id, deleted) in enumerate(rows) if not deleted}
-        self._matrix = np.zeros((0, self.retrieval_dim), np.float16)  # the retrieval vectors loaded so far
+        self._matrix = np.zeros((0, self.retrieval_dim), np.float16)  # room for the retrieval vectors ...
+        self._loaded = 0  # ... of which this many rows are loaded
         self._fp32 = np.zeros((0, self.retrieval_dim), np.float32)
         self._ann = ann.AnnIndex.load(self.path, self.rows)
         self._stale = False
@@ -261,18 +266,15 @@ class LatentStore:
             raise EdgegenError(f"ids already in the store (or repeated): {clashes[:5]}; delete them first")
         retrieval = (retrieval / np.maximum(np.linalg.norm(retrieval, axis=1, keepdims=True), 1e-12)).astype(np.float16)
         start = self.rows
-        items = [(start + i, r.id, int(not alive), r.source, r.text_sha256, json.dumps(r.metadata, ensure_ascii=False),
-                  r.text) for i, (r, alive) in enumerate(zip(records, live))]
-        vectors = [(start + i, blob, zlib.crc32(blob)) for i, blob in enumerate(map(np.ndarray.tobytes, latents))]
-        chunks = [(start + offset, len(block), block.tobytes(), zlib.crc32(block.tobytes()))
-                  for offset in range(0, len(records), CHUNK_ROWS) for block in [retrieval[offset:offset + CHUNK_ROWS]]]
+        items = [(start + i, r.id, int(not alive), r.source, r.text_sha256,
+                  json.dumps(r.metadata, ensure_ascii=False) if r.metadata else "{}", r.text)
+                 for i, (r, alive) in enumerate(zip(records, live))]
         self._write([("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", items),
-                     ("INSERT INTO latents VALUES (?, ?, ?)", vectors), ("INSERT INTO chunks VALUES (?, ?, ?, ?)", chunks)])
+                     ("INSERT INTO chunks VALUES (?, ?, ?, ?)", chunked(retrieval, start, CHUNK_ROWS)),
+                     ("INSERT INTO latents VALUES (?, ?, ?, ?)", chunked(latents, start, LATENT_CHUNK_ROWS))])
         self.rows += len(records)
         self.row_of.update((r.id, start + i) for i, (r, alive) in enumerate(zip(records, live)) if alive)
         self.live = np.concatenate([self.live, live])
-        if len(self._matrix) == start:
-            self._matrix = np.concatenate([self._matrix, retrieval])
         self._stale = False
 
     def _vectors(self, values, count: int, dim: int, what: str) -> np.ndarray:
@@ -349,17 +351,27 @@ class LatentStore:
         self._stale = False
 
     def _retrieval(self) -> np.ndarray:
-        """The snapshot's retrieval vectors, loaded (and checked) on first use."""
-        if len(self._matrix) < self.rows:
+        """The snapshot's retrieval vectors, loaded (and checked) on first use, and rows added since on the
+        next use; the buffer grows by doubling, so loading as rows arrive stays linear."""
+        loaded = self._loaded
+        if loaded < self.rows:
+            if len(self._matrix) < self.rows:
+                grown = np.empty((max(self.rows, 2 * len(self._matrix)), self.retrieval_dim), np.float16)
+                grown[:loaded] = self._matrix[:loaded]
+                self._matrix = grown
             query = "SELECT first_row, rows, vectors, crc FROM chunks WHERE first_row >= ? AND first_row < ? " \
                     "ORDER BY first_row"
-            blocks = [np.frombuffer(checked(blob, crc, f"the retrieval vectors of rows {first}..{first + n - 1}",
-                                            self.path), np.float16).reshape(n, self.retrieval_dim)
-                      for first, n, blob, crc in self._query(query, (len(self._matrix), self.rows))]
-            self._matrix = np.concatenate([self._matrix, *blocks])
-            if len(self._matrix) != self.rows:
-                raise damaged(self.path, f"{self.rows} items but {len(self._matrix)} retrieval vectors")
-        return self._matrix
+            for first, n, blob, crc in self._query(query, (loaded, self.rows), fetch_all=False):
+                what = f"the retrieval vectors of rows {first}..{first + n - 1}"
+                if first != loaded:
+                    raise damaged(self.path, f"{what} follow row {loaded - 1}")
+                self._matrix[first:first + n] = np.frombuffer(checked(blob, crc, what, self.path),
+                                                              np.float16).reshape(n, self.retrieval_dim)
+                loaded = first + n
+            if loaded != self.rows:
+                raise damaged(self.path, f"{self.rows} items but {loaded} retrieval vectors")
+            self._loaded = loaded
+        return self._matrix[:self.rows]
 
     def search(self, query: np.ndarray, k: int = 5, exact: bool = False) -> list[Hit]:
         """The k most cosine-similar live items. With an ANN index (see build_index) its candidates plus
@@ -387,7 +399,7 @@ class LatentStore:
         if self.rows * self.retrieval_dim * 4 <= FP32_CACHE_BYTES:  # converting fp16 costs more than the product
             if len(self._fp32) < self.rows:
                 self._fp32 = np.concatenate([self._fp32, matrix[len(self._fp32):].astype(np.float32)])
-            return self._fp32 @ query
+            return self._fp32[:self.rows] @ query
         scores = np.empty(self.rows, np.float32)
         for start in range(0, self.rows, SEARCH_CHUNK_ROWS):
             chunk = matrix[start:start + SEARCH_CHUNK_ROWS]
@@ -406,11 +418,12 @@ class LatentStore:
         self._ann = ann.AnnIndex.load(self.path, self.rows)
 
     def latent(self, row: int) -> np.ndarray:
-        found = self._query("SELECT vector, crc FROM latents WHERE row = ?", (int(row),))
-        if not found or row >= self.rows:
+        if not 0 <= row < self.rows:
             raise EdgegenError(f"row {row} is not in this store (it has rows 0..{self.rows - 1})")
-        blob, crc = found[0]
-        return np.frombuffer(checked(blob, crc, f"the latent of row {row}", self.path), np.float16).astype(np.float32)
+        query = "SELECT first_row, vectors, crc FROM latents WHERE first_row <= ? ORDER BY first_row DESC LIMIT 1"
+        first, blob, crc = self._query(query, (int(row),))[0]
+        block = np.frombuffer(checked(blob, crc, f"the latents of rows from {first}", self.path), np.float16)
+        return block.reshape(-1, self.latent_dim)[row - first].astype(np.float32)
 
     def stats(self, check: bool = False) -> dict:
         """Counts and sizes; with check, SQLite's integrity check and every vector's checksum ('ok' or the
@@ -429,9 +442,9 @@ class LatentStore:
         for first, blob, crc in self._query("SELECT first_row, vectors, crc FROM chunks", fetch_all=False):
             if zlib.crc32(blob) != crc:
                 problems.append(f"retrieval vectors from row {first}: checksum mismatch")
-        for row, blob, crc in self._query("SELECT row, vector, crc FROM latents", fetch_all=False):
+        for first, blob, crc in self._query("SELECT first_row, vectors, crc FROM latents", fetch_all=False):
             if zlib.crc32(blob) != crc:
-                problems.append(f"latent of row {row}: checksum mismatch")
+                problems.append(f"latents from row {first}: checksum mismatch")
         return problems or "ok"
 
     def close(self) -> None:
@@ -445,6 +458,13 @@ class LatentStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def chunked(vectors: np.ndarray, first_row: int, rows: int) -> list[tuple]:
+    """(first row, rows, fp16 bytes, CRC32) of consecutive blocks of `rows` vectors."""
+    blocks = [vectors[offset:offset + rows].tobytes() for offset in range(0, len(vectors), rows)]
+    return [(first_row + i * rows, len(blob) // (2 * vectors.shape[1]), blob, zlib.crc32(blob))
+            for i, blob in enumerate(blocks)]
 
 
 def damaged(path: Path, error) -> EdgegenError:
