@@ -72,8 +72,7 @@ class Engine:
         self.tokens: list = []  # the token ids (and Latents) whose KV is in the cache, in order
         self._ones = np.ones((1, self.max_context), np.int64)
         self._positions = np.arange(self.max_context, dtype=np.int64)[None, :]
-        self._keep = -1  # the logits_to_keep bound now
-        self._outputs = (-1, False)  # (rows, top-k) of the outputs bound now
+        self._outputs = (-1, None)  # (rows, top-k) of the outputs and logits_to_keep bound now
         names, k = manifest.graph, manifest.graph.topk
         self._scores = {  # output -> its host buffer, grown to the most rows a step keeps
             names.logits: np.empty((1, 0, manifest.vocab_size), np.float32),
@@ -107,13 +106,18 @@ class Engine:
         return cache
 
     def _bind_outputs(self, rows: int, top_k: bool) -> None:
-        """The KV outputs write into the past buffers; the scores go to host buffers grown to the most rows a
-        step keeps: the logits, or only the top-k outputs (then the logits stay where they were computed)."""
-        self._outputs = (rows, top_k)
-        self.binding.clear_binding_outputs()
-        for name, buffer in self.kv_cache.items():
-            self.binding.bind_ortvalue_output(name, buffer)
+        """Bind logits_to_keep, and where the kept rows' scores go: host buffers grown to the most rows a step
+        keeps, for the logits or for only the top-k outputs (then the logits stay where they were computed).
+        Rebinding a name replaces its binding; only a switch between the two unbinds the others, and then the KV
+        outputs are bound again."""
         names = self.manifest.graph
+        if rows != self._outputs[0]:
+            self.binding.bind_cpu_input(names.logits_to_keep, np.array(rows, np.int64))
+        if top_k != self._outputs[1]:
+            self.binding.clear_binding_outputs()
+            for name, buffer in self.kv_cache.items():  # the KV outputs write into the past buffers
+                self.binding.bind_ortvalue_output(name, buffer)
+        self._outputs = (rows, top_k)
         for name in (names.topk_ids, names.topk_logits, names.logsumexp) if top_k else (names.logits,):
             array = self._scores[name]
             if rows > array.shape[1]:
@@ -137,9 +141,6 @@ class Engine:
         token_ids = self._bind_latents(items) if names.latent_embeds else items
         self._bind_step_inputs(token_ids, past)
         binding.bind_cpu_input(names.attention_mask, self._ones[:, :past + new])
-        if logits_to_keep != self._keep:
-            self._keep = logits_to_keep
-            binding.bind_cpu_input(names.logits_to_keep, np.array(logits_to_keep, np.int64))
         if (logits_to_keep, top_k) != self._outputs:
             if top_k and not names.topk:
                 raise EdgegenError("this model's graph has no top-k outputs; re-export it with "
