@@ -29,7 +29,7 @@ def available() -> bool:
     return True
 
 
-def build(path: Path, vectors: np.ndarray, write_atomically) -> None:
+def build(path: Path, vectors: np.ndarray) -> None:
     """Index rows 0..len(vectors) of a store (the caller holds the writer lock)."""
     if not available():
         raise EdgegenError("an ANN index needs usearch: pip install 'edgegen[ann]'")
@@ -43,7 +43,9 @@ def build(path: Path, vectors: np.ndarray, write_atomically) -> None:
     partial = path / (INDEX_FILE + ".partial")
     index.save(os.fspath(partial))
     partial.replace(path / INDEX_FILE)
-    write_atomically(path / INDEX_INFO, json.dumps({"rows": len(vectors), "connectivity": CONNECTIVITY}).encode())
+    info = path / (INDEX_INFO + ".partial")  # written last: an index counts only once it is whole
+    info.write_text(json.dumps({"rows": len(vectors), "connectivity": CONNECTIVITY}))
+    info.replace(path / INDEX_INFO)
 
 
 class AnnIndex:

@@ -67,15 +67,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    partial.replace(path)
-
-
 class Records(Sequence):
     """The records of a snapshot's rows, read from the database when asked for."""
 
@@ -414,7 +405,7 @@ class LatentStore:
     def build_index(self) -> None:
         """Build (or rebuild) the usearch HNSW index over every committed row; needs `edgegen[ann]`."""
         self._require_writer()
-        ann.build(self.path, self._retrieval(), write_atomically)
+        ann.build(self.path, self._retrieval())
         self._ann = ann.AnnIndex.load(self.path, self.rows)
 
     def latent(self, row: int) -> np.ndarray:
