@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .runtime.drafting import SOURCES
 from .runtime.errors import EdgegenError
+from .runtime.options import parse_option
 from .status import StatusLine
 
 GENAI_NGRAM = {"ngram_size": 3}  # onnxruntime-genai's draft-free speculation, as its docs configure it
@@ -85,14 +86,13 @@ def parse_config(text: str) -> Config:
                            "threshold:0.9@auto or verify:lookup@4")
     options = {"mode": mode}
     try:
-        if param and mode == "verify":
-            options["drafts"] = param
-        elif param:
-            options["threshold"] = float(param)
+        if param:
+            name = "drafts" if mode == "verify" else "threshold"
+            options[name] = parse_option(name, param)
         if block:
-            options["block_size"] = block if block == "auto" else int(block)
-    except ValueError as e:
-        raise EdgegenError(f"bad configuration {text!r}: {e}") from e
+            options["block_size"] = parse_option("block_size", block)
+    except EdgegenError as e:
+        raise EdgegenError(f"bad configuration {text!r}: {str(e).removeprefix('invalid generation option: ')}") from e
     return Config(text, options)
 
 

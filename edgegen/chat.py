@@ -2,11 +2,10 @@
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from .runtime import EdgegenError, GenerationOptions
-from .runtime.model import THRESHOLD_OPTIONS
+from .runtime.options import OPTION_FIELDS, THRESHOLD_OPTIONS, parse_option
 
 HELP = """commands:
   /reset            start a new conversation (the system prompt stays)
@@ -45,30 +44,33 @@ def _write_history(readline) -> None:
 
 
 def parse_setting(text: str, options: dict, model) -> dict:
-    """Apply one KEY=VALUE to a copy of the options, checked against the model before it is kept."""
+    """Apply one KEY=VALUE to a copy of the options, checked against the model before it is kept; an empty
+    VALUE (or none) goes back to the default."""
     key, _, value = text.partition("=")
     key, value = ALIASES.get(key.strip(), key.strip()), value.strip()
-    names = {f.name for f in fields(GenerationOptions)} - {"stop"}
-    if key not in names:
+    if key not in OPTION_FIELDS or key == "stop":
         raise EdgegenError(f"unknown setting {key!r}; /help lists them")
-    if value in ("", "none", "None"):
-        parsed = None
-    elif key in ("acceptance", "mode", "drafts") or (key == "block_size" and value == "auto"):
-        parsed = value
+    updated = dict(options)
+    if value.lower() in ("", "none"):
+        updated.pop(key, None)
     else:
-        try:
-            parsed = float(value) if key in ("threshold", "temperature", "top_p") else int(value)
-        except ValueError as e:
-            raise EdgegenError(f"{key} needs a number, got {value!r}") from e
-    updated = {**options, key: parsed}
-    if parsed is None:
-        del updated[key]
+        updated[key] = parse_option(key, value)
     if key == "mode":  # a block size or threshold chosen for one mode does not carry over to another
-        for name in ("block_size",) + (THRESHOLD_OPTIONS if parsed != "threshold" else ()) + \
-                (("drafts",) if parsed != "verify" else ()):
+        for name in ("block_size",) + (THRESHOLD_OPTIONS if updated.get(key) != "threshold" else ()) + \
+                (("drafts",) if updated.get(key) != "verify" else ()):
             updated.pop(name, None)
     GenerationOptions(**updated).check(model.manifest)
     return updated
+
+
+def stats_table(stats) -> str:
+    """The last answer's statistics, one per line, numbers rounded for reading (step times summarized)."""
+    rows = {name: value for name, value in vars(stats).items() if name != "step_ms"}
+    if stats.step_ms:
+        rows["step_ms"] = f"{len(stats.step_ms)} steps, median {sorted(stats.step_ms)[len(stats.step_ms) // 2]:.2f}"
+    shown = {name: round(value, 2) if isinstance(value, float) else
+             [round(v, 2) for v in value] if isinstance(value, list) else value for name, value in rows.items()}
+    return "\n".join(f"  {name:30} {value}" for name, value in shown.items())
 
 
 def footer(result) -> str:
@@ -126,7 +128,9 @@ def run_chat(model, system: str | None, options: dict) -> int:
                 chat.reset()
                 print("[new conversation]", file=sys.stderr)
             elif line == "/stats":
-                print(json.dumps(vars(last.stats), indent=2) if last else "[no answer yet]", file=sys.stderr)
+                print(stats_table(last.stats) if last else "[no answer yet]", file=sys.stderr)
+            elif line.split()[0] in ("/set", "/save") and len(line.split()) == 1:
+                print(f"[usage: {line} {'KEY=VALUE' if line == '/set' else 'FILE'}; /help says more]", file=sys.stderr)
             elif line.startswith("/set "):
                 chat.options = parse_setting(line[5:], chat.options, model)
                 print(f"[{line[5:].strip()}]", file=sys.stderr)

@@ -10,6 +10,9 @@ from .chat import run_chat
 from .doctor import add_doctor
 from .rag_cli import add_rag
 from .runtime import EdgegenError
+from .argtypes import option_parser, whole_number
+from .runtime.options import OPTION_FIELDS
+from .runtime.providers import MAX_THREADS
 from .train.cli import add_train
 
 WORKSTATION_MODULES = {"torch", "transformers", "onnx", "safetensors"}  # the export/train extras, never the device
@@ -79,52 +82,27 @@ def run_export_memory(args) -> int:
 def add_model_options(p) -> None:
     p.add_argument("model", type=Path, nargs="?", help="exported model directory (default: the bundled model)")
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
-    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime")
-    p.add_argument("--max-context", type=int, help="KV cache length (default: min(2048, the export's))")
-
-
-def block_size(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    p.add_argument("--threads", type=whole_number(1, MAX_THREADS), help="CPU threads for onnxruntime")
+    p.add_argument("--max-context", type=whole_number(1), help="KV cache length (default: min(2048, the export's))")
 
 
 def add_decoding_options(p) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--mode", choices=["ar", "threshold", "verify"],
-                   help="verify (the default): lossless, the model checks drafts (its own mask predictions, "
-                        "lookup in the text so far) and the output is exactly AR's; ar: one token per forward; "
-                        "threshold: MARS, faster but lossy, accepts mask predictions with confidence >= --threshold "
-                        "(implied by --threshold, --acceptance or --max-accept)")
-    p.add_argument("--drafts", choices=["auto", "mask", "lookup"], default="auto",
-                   help="verify mode's draft sources: mask predictions (MARS models), lookup, or auto (every "
-                        "source the model has)")
-    p.add_argument("--block-size", type=block_size, help="tokens per forward to propose, or auto (measured costs "
-                                                         "and running acceptance pick it each step; the default)")
-    p.add_argument("--max-block-size", type=int, help="upper bound for auto (default: the trained block size for "
-                                                      "mask drafts, 17 for lookup drafts)")
-    p.add_argument("--threshold", type=float, help="threshold mode: accept block tokens while confidence >= this "
-                                                   "(default 0.95)")
-    p.add_argument("--acceptance", choices=["probability", "entropy", "margin"],
-                   help="threshold mode's confidence (default probability)")
-    p.add_argument("--max-accept", type=int, help="threshold mode: accept at most this many tokens per forward")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable)")
-    p.add_argument("--full-logits", action="store_true",
-                   help="decide from whole logit rows even on a graph exported with --topk")
+    """One flag per generation option, from its declaration (runtime/options.py)."""
+    for name, f in OPTION_FIELDS.items():
+        flag, meta = "--" + name.replace("_", "-"), f.metadata
+        if meta["kind"] == "bool":
+            p.add_argument(flag, action="store_true", help=meta["help"])
+        elif meta["kind"] == "list":
+            p.add_argument(flag, action="append", help=meta["help"])
+        else:
+            shown = " (default: %(default)s)" if f.default is not None else ""
+            p.add_argument(flag, type=option_parser(name), default=f.default, choices=meta["choices"] or None,
+                           metavar=None if meta["choices"] else name.upper(), help=meta["help"] + shown)
 
 
 def decoding_options(args) -> dict:
-    return dict(max_new_tokens=args.max_new_tokens, mode=args.mode, drafts=args.drafts, block_size=args.block_size,
-                max_block_size=args.max_block_size, threshold=args.threshold, acceptance=args.acceptance,
-                max_accept=args.max_accept, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                seed=args.seed, stop=args.stop, full_logits=args.full_logits)
+    """The generation options given on the command line; the rest keep their declared defaults."""
+    return {name: getattr(args, name) for name in OPTION_FIELDS if getattr(args, name) is not None}
 
 
 def load_model(args):
@@ -197,11 +175,11 @@ def add_bench(commands) -> None:
     p.add_argument("--prompts", type=Path,
                    help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
     p.add_argument("--raw", action="store_true", help="feed prompts as they are, without the chat template")
-    p.add_argument("--prompt-tokens", type=int, help="instead of prompts: one prompt of N arbitrary token ids "
+    p.add_argument("--prompt-tokens", type=whole_number(1), help="instead of prompts: one prompt of N arbitrary token ids "
                                                      "(speed only, e.g. for random-weight models)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1, help="repetitions run first and not counted")
+    p.add_argument("--max-new-tokens", type=whole_number(1), default=64)
+    p.add_argument("--repeat", type=whole_number(1), default=3)
+    p.add_argument("--warmup", type=whole_number(0), default=1, help="repetitions run first and not counted")
     p.add_argument("--compare", choices=["onnxruntime-genai"], help="also run onnxruntime-genai (its AR and its "
                                                                        "n-gram speculation) on the same prompts")
     p.add_argument("--genai-model", type=Path, help="the onnxruntime-genai model built from the same checkpoint")

@@ -4,6 +4,7 @@ import re
 import sys
 from pathlib import Path
 
+from .argtypes import whole_number
 from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
@@ -139,7 +140,7 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     index.add_argument("--compressor", type=Path, default=RAG_COMPRESSOR,
                        help="directory made by `edgegen export-memory` (default: the bundled one)")
     index.add_argument("--keep-text", action="store_true", help="store the texts too (for --show-sources, --as-text)")
-    index.add_argument("--batch-size", type=int, default=32, help="items per atomic commit")
+    index.add_argument("--batch-size", type=whole_number(1), default=32, help="items per atomic commit")
     index.add_argument("--ann", action="store_true", help="build a usearch HNSW index now (automatic from "
                                                           f"{ann.ANN_MIN_ROWS:,} items when usearch is installed)")
     index.add_argument("--provider", default="auto")
@@ -150,7 +151,7 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     ask.add_argument("--generator", type=Path, default=RAG_GENERATOR,
                      help="a model exported with --latent-inputs (default: the bundled latent-RAG generator)")
     ask.add_argument("--compressor", type=Path, help="default: the one the store was indexed with")
-    ask.add_argument("--k", type=int, default=5)
+    ask.add_argument("--k", type=whole_number(1), default=5, help="evidence items to retrieve")
     ask.add_argument("--as-text", action="store_true", help="baseline: give the generator the retrieved texts")
     ask.add_argument("--show-sources", action="store_true")
     ask.add_argument("--json", action="store_true")

@@ -1,6 +1,7 @@
 """edgegen.runtime: the device side. Imports numpy, onnxruntime, tokenizers and jinja2 only."""
 from .errors import EdgegenError
 from .manifest import Manifest
-from .model import Chat, Generation, GenerationOptions, Model, Result, Stats, load
+from .model import Chat, Generation, Model, Result, Stats, load
+from .options import GenerationOptions
 
 __all__ = ["Chat", "EdgegenError", "Generation", "GenerationOptions", "Manifest", "Model", "Result", "Stats", "load"]

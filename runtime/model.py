@@ -7,84 +7,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
-from .drafting import LOOKUP, LOOKUP_MAX, MASK, SOURCES, DraftPilot, DraftStats, FixedDrafts
+from .drafting import LOOKUP, LOOKUP_MAX, MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine, Latent
 from .errors import EdgegenError
 from .manifest import Manifest
 from .lookup import PromptLookup
+from .options import DEFAULT_BLOCK_SIZE, GenerationOptions
 from .pilot import BlockPilot, CostCurve, FixedBlock
-from .sampling import ACCEPTANCE_METRICS, Sampler
+from .sampling import Sampler
 from .text import IncrementalDecoder, StopFilter
 from .tokenizer import Tokenizer
-
-DEFAULT_BLOCK_SIZE = 4  # for MARS models whose trained block size is unknown
-MODES = ("ar", "threshold", "verify")
-THRESHOLD_OPTIONS = ("threshold", "acceptance", "max_accept")  # lossy threshold mode's own knobs
-
-
-@dataclass
-class GenerationOptions:
-    max_new_tokens: int = 256
-    mode: str | None = None  # "ar", "threshold" (MARS, lossy) or "verify" (lossless); None: verify, but ar at
-    # block size 1 and threshold when a threshold option (threshold, acceptance, max_accept) is given
-    drafts: str = "auto"  # verify's draft sources: "mask" (MARS), "lookup" or "auto" (every one the model has)
-    block_size: int | str | None = None  # a number, or "auto"; None: "auto" (a fixed 4 for threshold mode
-    # on a model whose trained block size is unknown)
-    max_block_size: int | None = None  # upper bound for "auto" (default: the trained block size for masks,
-    # LOOKUP_MAX + 1 for lookup drafts)
-    threshold: float | None = None  # threshold mode: 0.95 unless given
-    acceptance: str | None = None  # threshold mode: "probability" unless given
-    max_accept: int | None = None
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    full_logits: bool = False  # decide from whole logit rows even where the graph's top-k outputs would do
-
-    def check(self, manifest: Manifest) -> "GenerationOptions":
-        """Fill the model-dependent defaults and reject values that cannot work, saying which fix applies."""
-        lossy = [name for name in THRESHOLD_OPTIONS if getattr(self, name) is not None]
-        if self.mode is None:
-            self.mode = "threshold" if lossy else "ar" if self.block_size == 1 else "verify"
-        if self.mode != "threshold" and lossy:
-            raise EdgegenError(f"invalid generation option: {', '.join(lossy)} belong(s) to mode='threshold', not "
-                               f"mode={self.mode!r}; drop it, or ask for threshold mode")
-        if self.mode == "threshold":
-            self.threshold = 0.95 if self.threshold is None else self.threshold
-            self.acceptance = self.acceptance or "probability"
-        if self.block_size is None or self.mode == "ar":
-            unknown_size = self.mode == "threshold" and not manifest.block_size
-            self.block_size = 1 if self.mode == "ar" else DEFAULT_BLOCK_SIZE if unknown_size else "auto"
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        problems = [
-            (self.mode not in MODES, f"mode must be one of {', '.join(MODES)}"),
-            (self.block_size != "auto" and (not isinstance(self.block_size, int) or self.block_size < 1),
-             "block_size must be an integer >= 1 or 'auto'"),
-            (self.max_block_size is not None and self.max_block_size < 2, "max_block_size must be >= 2"),
-            (self.mode == "threshold" and manifest.mask_token_id is None,
-             "this model has no <|mask|> token, so threshold mode cannot run: use mode='verify' (lossless, "
-             "lookup drafts) or mode='ar'"),
-            (self.drafts not in SOURCES, f"drafts must be one of {', '.join(SOURCES)}"),
-            (self.mode != "verify" and self.drafts != "auto",
-             f"drafts={self.drafts!r} belongs to mode='verify', not mode={self.mode!r}"),
-            (self.drafts == MASK and manifest.mask_token_id is None,
-             "this model has no <|mask|> token, so it has no mask drafts: use drafts='lookup' or 'auto'"),
-            (self.max_new_tokens < 1, "max_new_tokens must be >= 1"),
-            (self.mode == "threshold" and self.acceptance not in ACCEPTANCE_METRICS,
-             f"acceptance must be one of {', '.join(ACCEPTANCE_METRICS)}"),
-            (self.mode == "threshold" and self.acceptance != "entropy" and not 0 <= self.threshold <= 1,
-             f"threshold for acceptance={self.acceptance!r} must be within 0..1"),
-            (self.max_accept is not None and self.max_accept < 1, "max_accept must be >= 1 (or None for no cap)"),
-            (self.temperature < 0, "temperature must be >= 0 (0 is greedy)"),
-            (self.top_k < 0, "top_k must be >= 0 (0 turns it off)"),
-            (not 0 < self.top_p <= 1, "top_p must be within (0, 1]"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise EdgegenError(f"invalid generation option: {message}")
-        return self
 
 
 @dataclass

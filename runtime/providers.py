@@ -14,6 +14,7 @@ from .errors import EdgegenError
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 CPU, CUDA, TENSORRT = PROVIDERS["cpu"], PROVIDERS["cuda"], PROVIDERS["tensorrt"]
+MAX_THREADS = 1024
 INSTALL_HINT = ("on a desktop NVIDIA GPU: pip install onnxruntime-gpu; on a Jetson: the onnxruntime-gpu wheel "
                 "NVIDIA builds for its JetPack (README, 'Install on Jetson'); `edgegen doctor` shows what is missing")
 
@@ -55,8 +56,10 @@ def make_session(path: Path, name: str, threads: int | None, trt_options: dict |
     """A session on the first provider of `name` that starts; returns it and that provider."""
     if not path.is_file():
         raise EdgegenError(f"missing file {path}; re-export the model")
-    if threads is not None and threads <= 0:
-        raise EdgegenError(f"threads must be a positive number, not {threads}; leave it unset for one per core")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 0 < threads <= MAX_THREADS):
+        raise EdgegenError(f"threads must be a whole number within 1..{MAX_THREADS}, not {threads!r}; leave it "
+                           "unset for one per core")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
     options.inter_op_num_threads = 1

@@ -1,4 +1,5 @@
 """`edgegen chat` in a real terminal (tmux): streaming, commands, Ctrl-C at the prompt, history."""
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_chat_streams_answers_and_obeys_commands(terminal, tmp_path):
     screen = term.wait_for("tokens/forward", count=2)
     assert "tokens/s" in screen and "TTFT" in screen
     term.send("/stats", "Enter")
-    term.wait_for('"mode": "verify"')
+    term.wait_until(lambda screen: re.search(r"mode +verify", screen), failure="/stats shows no mode")
     saved = tmp_path / "conversation.json"
     term.send(f"/save {saved}", "Enter")
     term.wait_for("[saved 5 messages")
