@@ -1,16 +1,19 @@
 """The `edgegen` command."""
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import load
+from .argtypes import option_parser, whole_number
 from .build_engine import add_build_engine
 from .chat import run_chat
 from .doctor import add_doctor
 from .rag_cli import add_rag
 from .runtime import EdgegenError
-from .argtypes import option_parser, whole_number
+from .runtime.jsonl import read_text
 from .runtime.options import OPTION_FIELDS
 from .runtime.providers import MAX_THREADS
 from .train.cli import add_train
@@ -134,10 +137,9 @@ def add_chat(commands) -> None:
 def read_prompt(args) -> str:
     if args.prompt is not None:
         return args.prompt
-    try:
-        return args.prompt_file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise EdgegenError(f"cannot read --prompt-file {args.prompt_file}: {e.strerror}") from e
+    if not args.prompt_file.is_file():
+        raise EdgegenError(f"cannot read --prompt-file {args.prompt_file}: no such file")
+    return read_text(args.prompt_file)
 
 
 def run_generate(args) -> int:
@@ -248,3 +250,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nedgegen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgegen rag ls | head -1`: the reader has all it wanted
+        silence_stdout()
+        return 141  # as a shell reports a process ended by SIGPIPE
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        silence_stdout()
+        print(f"edgegen: error: cannot write the output: {e.strerror}", file=sys.stderr)
+        return 1
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not fail a second time."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

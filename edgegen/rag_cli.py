@@ -8,12 +8,13 @@ from .argtypes import whole_number
 from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
-from .runtime.jsonl import jsonl_rows
+from .runtime.jsonl import jsonl_rows, read_text
 from .runtime.latent_store import LatentStore
 from .runtime.rag import rag
 from .runtime.store_upgrade import upgrade
 from .status import StatusLine
 
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".jsonl")
 MAX_ITEM_CHARS = 600  # longer paragraphs are split into sentences (the compressor reads 128 tokens)
 
 
@@ -23,7 +24,7 @@ def evidence_items(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         return jsonl_items(path)
     items = []
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")) if p.strip()]
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", read_text(path)) if p.strip()]
     for number, paragraph in enumerate(paragraphs, 1):
         pieces = [paragraph] if len(paragraph) <= MAX_ITEM_CHARS else \
             [s for s in re.split(r"(?<=[.!?])\s+", paragraph) if s.strip()]
@@ -38,26 +39,48 @@ def jsonl_items(path: Path) -> list[dict]:
     for number, row in jsonl_rows(path):
         if not isinstance(row.get("text"), str):
             raise EdgegenError(f'{path}:{number} has no "text"; each JSONL row needs one')
+        if "id" in row and not isinstance(row["id"], str):
+            raise EdgegenError(f'{path}:{number} has "id" {row["id"]!r}; ids are strings')
         keep = {key: row[key] for key in ("id", "text", "source", "metadata") if key in row}
         items.append({"source": f"{path}:{number}", **keep})
     return items
 
 
-def files_under(paths: list[Path]) -> list[Path]:
+def files_under(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, found in a directory) for each file given and each text file under each directory given; links
+    that lead out of the directory are skipped with a warning."""
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".rst", ".jsonl"))
+            root = path.resolve()
+            for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES):
+                if file.resolve().is_relative_to(root):
+                    found.append((file, True))
+                else:
+                    print(f"edgegen: skipped {file}: it links outside {path}", file=sys.stderr)
         elif path.is_file():
-            found.append(path)
+            found.append((path, False))
         else:
             raise EdgegenError(f"missing file {path}")
     return found
 
 
+def read_evidence(paths: list[Path]) -> list[dict]:
+    """The evidence items of every file; a file of a directory that cannot be read is skipped with a warning."""
+    items = []
+    for path, in_directory in files_under(paths):
+        try:
+            items += evidence_items(path)
+        except EdgegenError as e:
+            if not in_directory:
+                raise
+            print(f"edgegen: skipped {e}", file=sys.stderr)
+    return items
+
+
 def run_index(args) -> int:
     compressor = Compressor(args.compressor, provider=args.provider)
-    items = [item for path in files_under(args.files) for item in evidence_items(path)]
+    items = read_evidence(args.files)
 
     line = StatusLine(every=10)
 

@@ -85,10 +85,25 @@ def prepare_output(out: Path, src: Path, force: bool, marker: str = MANIFEST_NAM
         if not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file()):
             raise ExportError(f"output {out} exists and is not an edgegen model directory; --force only replaces "
                               "earlier exports, so choose another directory")
+    remove_abandoned(out)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging
+
+
+def remove_abandoned(out: Path) -> None:
+    """Delete the staging and old directories that killed exports to OUT left (their process is gone)."""
+    for leftover in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not kind.endswith((".partial", ".old")) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def replace_directory(staging: Path, out: Path) -> None:
@@ -116,6 +131,8 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
         raise ExportError(f"unsupported --dtype {dtype!r}; choose fp32, fp16, int8 or int4")
     if attention not in ATTENTIONS:
         raise ExportError(f"unsupported --attention {attention!r}; choose {' or '.join(ATTENTIONS)}")
+    if block_size is not None and block_size < 2:
+        raise ExportError(f"--block-size must be at least 2 (a MARS block predicts the next tokens), got {block_size}")
     if not 0 <= topk <= MAX_TOPK:
         raise ExportError(f"--topk must be within 0..{MAX_TOPK} (0: no top-k outputs), got {topk}")
     quantized = dtype in QUANTIZED_DTYPES

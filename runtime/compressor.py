@@ -1,14 +1,15 @@
 """The latent-memory compressor on the device: evidence -> (retrieval vector, generator latent), query -> vector."""
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EdgegenError
+from .jsonl import read_json_object
 from .providers import make_session
 from .tokenizer import Tokenizer
 
 MEMORY_MANIFEST = "memory.json"
+MAX_CHARS_PER_TOKEN = 16
 
 
 class Compressor:
@@ -18,7 +19,7 @@ class Compressor:
         if not manifest.is_file():
             raise EdgegenError(f"{self.path} is not a compressor directory (no {MEMORY_MANIFEST}); create one with "
                                "`edgegen export-memory`")
-        self.info = json.loads(manifest.read_text())
+        self.info = read_json_object(manifest, "re-export it with `edgegen export-memory`")
         self.compress, self.provider = make_session(self.path / "compress.onnx", provider, threads)
         self.query, _ = make_session(self.path / "query.onnx", self.provider, threads)
         self.tokenizer = Tokenizer(self.path)
@@ -31,7 +32,8 @@ class Compressor:
 
     def _ids(self, text: str) -> np.ndarray:
         """Raw text with the tokenizer's own special tokens, cut to the trained evidence length."""
-        ids = self.tokenizer.encode(text, add_special_tokens=True)[:self.info["max_evidence_tokens"]]
+        limit = self.info["max_evidence_tokens"]  # a token is rarely over 16 characters: skip tokenizing the rest
+        ids = self.tokenizer.encode(text[:limit * MAX_CHARS_PER_TOKEN], add_special_tokens=True)[:limit]
         return np.array([ids], np.int64)
 
     def embed_evidence(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

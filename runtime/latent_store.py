@@ -249,9 +249,10 @@ class LatentStore:
         retrieval = self._vectors(retrieval, len(records), self.retrieval_dim, "retrieval")
         latents = self._vectors(latents, len(records), self.latent_dim, "latent").astype(np.float16)
         ids = [r.id for r in records]
-        bad = [i for i in ids if not isinstance(i, str) or not i or "\0" in i]
+        bad = [i for i in ids if not valid_id(i)]
         if bad:
-            raise EdgegenError(f"ids must be non-empty strings without NUL characters, not {bad[:3]!r}")
+            raise EdgegenError(f"ids must be non-empty strings of printable text (no control characters, no lone "
+                               f"surrogates), not {bad[:3]!r}")
         clashes = [i for i, n in Counter(np.array(ids, object)[live].tolist()).items() if n > 1 or i in self.row_of]
         if clashes:
             raise EdgegenError(f"ids already in the store (or repeated): {clashes[:5]}; delete them first")
@@ -310,8 +311,13 @@ class LatentStore:
             raise EdgegenError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
         self._require_writer()
         unique = {}
-        for item in items:  # the default id is the text's hash, so repeated texts are stored once
-            unique.setdefault(item.get("id") or text_hash(item["text"])[:16], item)
+        for number, item in enumerate(items, 1):  # the default id is the text's hash: a text repeated is stored once
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise EdgegenError(f"item {number} is not a dict with a \"text\" string: {str(item)[:80]!r}")
+            item_id = item["id"] if "id" in item else text_hash(item["text"])[:16]
+            if not valid_id(item_id):
+                raise EdgegenError(f"item {number} has id {item_id!r}: ids are non-empty strings of printable text")
+            unique.setdefault(item_id, item)
         todo = [dict(item, id=item_id) for item_id, item in unique.items() if item_id not in self.row_of]
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
@@ -449,6 +455,16 @@ class LatentStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def valid_id(item_id) -> bool:
+    if not isinstance(item_id, str) or not item_id or any(ord(c) < 32 for c in item_id):
+        return False
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def chunked(vectors: np.ndarray, first_row: int, rows: int) -> list[tuple]:

@@ -1,9 +1,12 @@
 """edgegen.json: what the exporter knows about a model directory and the runtime needs to run it."""
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import EdgegenError
+from .jsonl import read_json_object
 
 MANIFEST_NAME = "edgegen.json"
 FORMAT_VERSION = 1
@@ -66,15 +69,37 @@ class Manifest:
         if not path.is_file():
             raise EdgegenError(f"{directory} is not an edgegen model directory (no {MANIFEST_NAME}); "
                                "create one with: edgegen export CHECKPOINT_DIR OUT_DIR")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise EdgegenError(f"{path} is corrupt ({e}); re-export the model with --force") from e
+        fix = "re-export the model (edgegen export ... --force)"
+        data = read_json_object(path, fix)
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise EdgegenError(f"{path} has format_version {version}, this edgegen reads {FORMAT_VERSION}; "
-                               "re-export the model with this edgegen version (edgegen export ... --force)")
+            raise EdgegenError(f"{path} has format_version {version}, this edgegen reads {FORMAT_VERSION}; {fix}")
         try:
-            return cls(**{**data, "graph": GraphInterface(**data.get("graph", {}))})
+            manifest = cls(**{**data, "graph": GraphInterface(**data.get("graph") or {})})
         except TypeError as e:
-            raise EdgegenError(f"{path} does not match the edgegen manifest format ({e}); re-export the model") from e
+            raise EdgegenError(f"{path} does not match the edgegen manifest format ({e}); {fix}") from e
+        wrong = [name for name, value in vars(manifest).items() if not fits(value, FIELD_TYPES[name])] + \
+                [f"graph.{name}" for name, value in vars(manifest.graph).items() if not fits(value, GRAPH_TYPES[name])]
+        if wrong:
+            raise EdgegenError(f"{path} has values of the wrong type for {', '.join(wrong)}; {fix}")
+        graph = (Path(directory) / manifest.graph.file).resolve()
+        if not graph.is_relative_to(Path(directory).resolve()):
+            raise EdgegenError(f"{path} names a graph outside the model directory ({manifest.graph.file}); {fix}")
+        return manifest
+
+
+def fits(value, annotation) -> bool:
+    """Whether a loaded JSON value has a field's declared type (int | None, list[int], ...)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for option in options:
+        if option is type(None) and value is None or option in (int, float) and isinstance(value, int) \
+                and not isinstance(value, bool) or option is float and isinstance(value, float):
+            return True
+        origin = typing.get_origin(option) or option
+        if origin not in (int, float, type(None)) and isinstance(value, origin) and (
+                origin is not list or all(isinstance(item, typing.get_args(option)[0]) for item in value)):
+            return True
+    return False
+
+
+FIELD_TYPES, GRAPH_TYPES = typing.get_type_hints(Manifest), typing.get_type_hints(GraphInterface)

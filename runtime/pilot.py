@@ -77,10 +77,7 @@ class CostCurve:
         key = f"{m.source.get('weights_sha256', 'unknown')}-{m.dtype}-{m.weights or m.dtype}-" \
               f"{engine.provider}-{threads or 'default'}-v{CURVE_VERSION}"
         path = cache_dir() / "cost_curves.json"
-        try:
-            curves = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            curves = {}
+        curves = read_curves(path)
         if key not in curves:
             curve = cls.measure(engine)
             curves[key] = {"sizes": curve.sizes, "seconds": curve.seconds}
@@ -92,6 +89,20 @@ class CostCurve:
             except OSError:
                 pass  # a read-only home only costs a re-measurement next time
         return cls(**curves[key])
+
+
+def read_curves(path: Path) -> dict:
+    """The cached curves that are well formed; a damaged cache is ignored (and rewritten), never fatal."""
+    try:
+        curves = json.loads(path.read_bytes())
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return {}
+    if not isinstance(curves, dict):
+        return {}
+    return {key: curve for key, curve in curves.items() if isinstance(curve, dict) and curve.keys() == {
+        "sizes", "seconds"} and all(isinstance(values, list) and values and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) for values in curve.values())
+        and len(curve["sizes"]) == len(curve["seconds"])}
 
 
 def machine_id() -> str:

@@ -77,4 +77,7 @@ def make_session(path: Path, name: str, threads: int | None, trt_options: dict |
         if session.get_providers()[0] == provider:  # onnxruntime quietly drops a provider that fails to load
             return session, provider
         failures.append(f"{provider}: its libraries did not load (CUDA, cuDNN or TensorRT missing or mismatched)")
+    if candidates == [CPU]:  # the CPU provider always loads: the file itself is the problem
+        raise EdgegenError(f"{path} could not be loaded ({failures[0].split(': ', 1)[1]}); the file is damaged, cut "
+                           "short or from a newer edgegen: re-export the model")
     raise EdgegenError(f"no execution provider could run {path.name} ({'; '.join(failures)}); {INSTALL_HINT}")

@@ -9,6 +9,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer as FastTokenizer
 
 from .errors import EdgegenError
+from .jsonl import read_json_object, read_text
 
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
@@ -33,7 +34,7 @@ def compile_template(source: str):
 def read_chat_template(model_dir: Path, config: dict) -> str | None:
     template_file = model_dir / "chat_template.jinja"
     if template_file.is_file():
-        return template_file.read_text(encoding="utf-8")
+        return read_text(template_file, "re-export the model")
     template = config.get("chat_template")
     if isinstance(template, list):  # named templates: use the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
@@ -46,13 +47,21 @@ class Tokenizer:
         path = model_dir / "tokenizer.json"
         if not path.is_file():
             raise EdgegenError(f"missing file {path}; re-export the model")
-        self.fast = FastTokenizer.from_file(str(path))
+        try:
+            self.fast = FastTokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exceptions
+            raise EdgegenError(f"{path} is not a readable tokenizer ({str(e)[:200]}); re-export the model") from e
         config_path = model_dir / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        config = read_json_object(config_path, "re-export the model") if config_path.is_file() else {}
         self.special_tokens = {key: value.get("content") if isinstance(value, dict) else value
                                for key in SPECIAL_TOKEN_KEYS if (value := config.get(key)) is not None}
         source = read_chat_template(model_dir, config)
-        self.chat_template = compile_template(source) if source else None
+        self.chat_template, self.template_error = None, None
+        try:
+            self.chat_template = compile_template(source) if source else None
+        except TemplateError as e:  # plain prompts work without it: fail only when the template is needed
+            self.template_error = f"this model's chat template does not compile ({e}); fix chat_template.jinja " \
+                                  "(or tokenizer_config.json's chat_template) in the model directory"
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.fast.encode(text, add_special_tokens=add_special_tokens).ids
@@ -61,6 +70,8 @@ class Tokenizer:
         return self.fast.decode(ids, skip_special_tokens=True)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        if self.template_error:
+            raise EdgegenError(self.template_error)
         if self.chat_template is None:
             raise EdgegenError("this model's tokenizer has no chat_template; use a plain prompt instead of chat, "
                                "or add a chat_template to tokenizer_config.json before exporting")

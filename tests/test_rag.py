@@ -100,10 +100,17 @@ def test_rag_commands(compressor, latent_model, tmp_path):
     (docs / "a.txt").write_text("Ada Lovelace was born in London.\n\nThe Rhine flows through Basel.\n")
     (docs / "b.md").write_text(" ".join(f"Fact {i} is about Kenya." for i in range(40)) + " Fact 0 is about Kenya.")
     # a long paragraph, split into sentences; the repeated last one is stored once
+    (docs / "latin1.txt").write_bytes(b"caf\xe9 au lait")  # skipped with a warning, as is a link out of the tree
+    (tmp_path / "secret.txt").write_text("not to be indexed")
+    (docs / "link.txt").symlink_to(tmp_path / "secret.txt")
     store = tmp_path / "store"
     index = edgegen_command("rag", "index", store, docs, "--compressor", compressor.path, "--keep-text")
     assert index.returncode == 0, index.stderr
     assert "42 added" in index.stderr
+    assert "skipped " + str(docs / "latin1.txt") + " is not UTF-8 text (byte 3" in index.stderr
+    assert "skipped " + str(docs / "link.txt") + ": it links outside" in index.stderr
+    bad = edgegen_command("rag", "index", tmp_path / "other", docs / "latin1.txt", "--compressor", compressor.path)
+    assert bad.returncode == 1 and "latin1.txt is not UTF-8 text" in bad.stderr  # named on its own: an error
     again = edgegen_command("rag", "index", store, docs / "a.txt", "--compressor", compressor.path)
     assert "0 added, 2 already there" in again.stderr
     ask = edgegen_command("rag", "ask", store, "Where was Ada born?", "--generator", latent_model.path, "--k", "2",
@@ -116,3 +123,22 @@ def test_rag_commands(compressor, latent_model, tmp_path):
     removed = edgegen_command("rag", "rm", store, listing[0].split("\t")[0], "no-such-id")
     assert "deleted 1 of 2" in removed.stderr
     assert json.loads(edgegen_command("rag", "stats", store).stdout)["items"] == 41
+
+
+@pytest.mark.parametrize("item,message", [({"text": "x", "id": 5}, "has id 5"), ({"text": "x", "id": ["a"]}, "has id"),
+                                          ({"text": "x", "id": "a\nb"}, "printable"), ({"text": "x", "id": "\ud800"},
+                                                                                     "printable"),
+                                          ({"id": "x"}, 'not a dict with a "text" string'), ("text", "not a dict")])
+def test_bad_items_are_clear_errors_and_add_nothing(compressor, tmp_path, item, message):
+    with LatentStore.for_compressor(tmp_path / "store", compressor) as store:
+        with pytest.raises(EdgegenError, match=message):
+            store.add([{"text": "fine", "id": "0"}, item], compressor)
+        assert len(store) == 0
+        assert store.add([{"text": "fine", "id": "0"}], compressor) == ["0"]  # "0" is an id like any other
+
+
+def test_a_huge_paragraph_is_cut_before_it_is_tokenized(compressor):
+    paragraph = "The Rhine flows through Basel. " * 200_000  # 6 MB
+    limit = compressor.info["max_evidence_tokens"]
+    assert (compressor._ids(paragraph) == compressor._ids(paragraph[:20_000])).all()
+    assert compressor._ids(paragraph).shape == (1, limit)
