@@ -37,13 +37,8 @@ def run_to_end(model, prompt_ids: list[int], **options):
     return model.start(prompt_ids, **options).run()
 
 
-def decoded_tokens(result) -> int:
-    """Tokens a generation decoded: its new tokens plus the end-of-sequence token, if it ended on one."""
-    return result.stats.new_tokens + (result.stop_reason == "eos")
-
-
 def tokens_per_forward(results) -> float:
-    return sum(decoded_tokens(r) for r in results) / sum(r.stats.forwards for r in results)
+    return sum(r.stats.decoded_tokens for r in results) / sum(r.stats.forwards for r in results)
 
 
 def save_json(path: Path, data: dict) -> None:

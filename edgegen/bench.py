@@ -43,6 +43,7 @@ class Row:
     runs: int = 0
     prompt_tokens: int = 0
     new_tokens: int = 0
+    decoded_tokens: int = 0  # new tokens and each end-of-sequence token: what the forwards produced
     forwards: int = 0
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
@@ -65,7 +66,7 @@ class Row:
             "config": self.name, "runs": self.runs, "ttft_ms_p50": statistics.median(self.ttft_ms or [0.0]),
             "prefill_tokens_per_s": self.prompt_tokens / (self.prefill_ms / 1000) if self.prefill_ms else 0.0,
             "decode_tokens_per_s": self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms else 0.0,
-            "tokens_per_forward": self.new_tokens / self.forwards if self.forwards else 0.0,
+            "tokens_per_forward": self.decoded_tokens / self.forwards if self.forwards else 0.0,
             "step_ms_p50": steps[len(steps) // 2], "step_ms_p99": steps[min(len(steps) - 1, int(len(steps) * 0.99))],
             "prompt_tokens_mean": self.prompt_tokens / self.runs if self.runs else 0.0, "new_tokens": self.new_tokens,
             "peak_rss_mb": self.peak_rss_mb,
@@ -147,6 +148,7 @@ def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> list[i
     row.runs += 1
     row.prompt_tokens += stats.prompt_tokens - stats.cached_prompt_tokens
     row.new_tokens += stats.new_tokens
+    row.decoded_tokens += stats.decoded_tokens
     row.forwards += stats.forwards
     row.prefill_ms += stats.prefill_ms
     row.ttft_ms.append(stats.ttft_ms)
@@ -195,6 +197,7 @@ class GenaiRunner:
         row.runs += 1
         row.prompt_tokens += len(prompt_ids)
         row.new_tokens += new_tokens
+        row.decoded_tokens += new_tokens  # genai's sequence holds the end-of-sequence token too
         if self.speculative:
             stats = generator.get_speculative_stats()
             row.forwards += stats["target_forward_passes"] + stats["standard_fallback_steps"]

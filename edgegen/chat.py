@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from .runtime import EdgegenError, GenerationOptions
+from .runtime.cache import cache_dir
 from .runtime.options import OPTION_FIELDS, THRESHOLD_OPTIONS, parse_option
 
 HELP = """commands:
@@ -18,7 +19,10 @@ HELP = """commands:
   /quit             leave (Ctrl-D does too)
 Ctrl-C stops an answer; at the prompt, press it twice to leave."""
 ALIASES = {"block": "block_size"}
-HISTORY_FILE = Path(os.environ.get("EDGEGEN_HISTORY", Path.home() / ".edgegen_history"))
+
+def history_file() -> Path:
+    """$EDGEGEN_HISTORY, else chat_history in edgegen's cache directory ($EDGEGEN_CACHE, $XDG_CACHE_HOME/edgegen)."""
+    return Path(os.environ["EDGEGEN_HISTORY"]) if os.environ.get("EDGEGEN_HISTORY") else cache_dir() / "chat_history"
 
 
 def enable_line_editing() -> None:
@@ -28,17 +32,19 @@ def enable_line_editing() -> None:
         import readline
     except ImportError:
         return
+    path = history_file()
     try:
-        readline.read_history_file(HISTORY_FILE)
+        readline.read_history_file(path)
     except OSError:
         pass
     readline.set_history_length(1000)
-    atexit.register(lambda: _write_history(readline))
+    atexit.register(lambda: _write_history(readline, path))
 
 
-def _write_history(readline) -> None:
+def _write_history(readline, path: Path) -> None:
     try:
-        readline.write_history_file(HISTORY_FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        readline.write_history_file(path)
     except OSError:
         pass
 

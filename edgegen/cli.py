@@ -1,12 +1,13 @@
 """The `edgegen` command."""
 import argparse
 import errno
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
-from . import load
+from . import __version__, load
 from .argtypes import option_parser, whole_number
 from .build_engine import add_build_engine
 from .chat import run_chat
@@ -153,7 +154,8 @@ def run_generate(args) -> int:
     result, stats = generation.result, generation.result.stats
     if args.json:
         print(json.dumps({"text": result.text, "token_ids": result.token_ids, "prompt_tokens": stats.prompt_tokens,
-                          "new_tokens": stats.new_tokens, "forwards": stats.forwards,
+                          "new_tokens": stats.new_tokens, "decoded_tokens": stats.decoded_tokens,
+                          "forwards": stats.forwards,
                           "tokens_per_forward": stats.tokens_per_forward, "ttft_ms": stats.ttft_ms,
                           "decode_tokens_per_s": stats.decode_tokens_per_s, "stop_reason": result.stop_reason,
                           "mode": stats.mode, "drafts_proposed": stats.drafts_proposed,
@@ -193,6 +195,8 @@ def add_bench(commands) -> None:
 def run_bench(args) -> int:
     from . import bench
 
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the benchmark, not after
+        raise EdgegenError("--plot needs matplotlib: pip install -e '.[bench]'")
     model = load_model(args)
     configs = [bench.parse_config(c) for c in args.configs] if args.configs else bench.default_configs(model)
     genai = None
@@ -225,6 +229,7 @@ def run_bench(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="edgegen", description="On-device LLM inference with MARS block decoding.")
+    parser.add_argument("--version", action="version", version=f"edgegen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_export(commands)
     add_export_memory(commands)

@@ -25,7 +25,8 @@ class Stats:
     cached_prompt_tokens: int = 0  # prompt tokens whose KV was reused from an earlier call
     new_tokens: int = 0
     forwards: int = 0
-    tokens_per_forward: float = 0.0
+    decoded_tokens: int = 0  # new tokens plus the end-of-sequence token when one ended the answer: all forwards made
+    tokens_per_forward: float = 0.0  # decoded tokens per forward (AR: exactly 1)
     prefill_ms: float = 0.0  # the first forward, which processes the prompt
     ttft_ms: float = 0.0  # from the call until the first token is known
     decode_tokens: int = 0  # tokens after the first forward
@@ -144,7 +145,8 @@ class Generation:
         finally:
             end = time.perf_counter()
             stats.new_tokens = len(self.token_ids)
-            stats.tokens_per_forward = stats.new_tokens / max(stats.forwards, 1)
+            stats.decoded_tokens = stats.new_tokens + (reason == "eos")
+            stats.tokens_per_forward = stats.decoded_tokens / max(stats.forwards, 1)
             stats.total_ms = (end - start) * 1000
             stats.forward_ms = (engine.forward_seconds - forward_start) * 1000
             decode_ms = (end - first_block_at) * 1000

@@ -99,3 +99,9 @@ def test_generate_and_chat_work_without_a_model_argument():
     chat = edgegen_command("chat", "--max-new-tokens", "16", stdin="What does json.loads do?\n/quit\n")
     assert chat.returncode == 0, chat.stderr
     assert "tokens/forward" in chat.stderr and chat.stdout.strip()
+
+
+def test_ar_counts_the_forward_that_made_the_end_of_sequence_token(model):
+    result = model.generate([{"role": "user", "content": "Write 12 in words."}], mode="ar")
+    assert result.stop_reason == "eos" and result.stats.decoded_tokens == result.stats.new_tokens + 1
+    assert result.stats.tokens_per_forward == 1.0

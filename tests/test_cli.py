@@ -1,8 +1,10 @@
 """The `edgegen` command as a user runs it, and the runtime on a device without torch or transformers."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +24,14 @@ def test_export_then_generate_json(checkpoints, tmp_path):
                   "--threshold", "0.05", "--json", "--provider", "cpu", module=True)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)  # exactly one JSON object, nothing else on stdout
-    assert set(result) == {"text", "token_ids", "prompt_tokens", "new_tokens", "forwards", "tokens_per_forward",
+    assert set(result) == {"text", "token_ids", "prompt_tokens", "new_tokens", "decoded_tokens", "forwards",
+                           "tokens_per_forward",
                            "ttft_ms", "decode_tokens_per_s", "stop_reason", "mode", "drafts_proposed",
                            "drafts_accepted", "drafts_by_source"}
     assert result["mode"] == "threshold"
     assert result["new_tokens"] == len(result["token_ids"]) <= 12
-    assert result["tokens_per_forward"] == pytest.approx(result["new_tokens"] / result["forwards"])
+    assert result["decoded_tokens"] == result["new_tokens"] + (result["stop_reason"] == "eos")
+    assert result["tokens_per_forward"] == pytest.approx(result["decoded_tokens"] / result["forwards"])
 
 
 def test_generate_verify_mode_reports_drafts(exported):
@@ -109,3 +113,24 @@ def test_progress_off_a_terminal_is_a_line_every_nth_update_and_the_last(capsys)
     for step in range(1, 8):
         line.show(f"step {step}", last=step == 7)
     assert capsys.readouterr().err.splitlines() == ["step 3", "step 6", "step 7"]
+
+
+def test_version_and_the_python_example_on_the_bundled_model(tmp_path):
+    import edgegen as package
+
+    version = subprocess.run([sys.executable, "-m", "edgegen", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"edgegen {package.__version__}"
+    example = subprocess.run([sys.executable, "examples/python_api.py"], capture_output=True, text=True, check=False,
+                             cwd=str(Path(__file__).resolve().parent.parent), timeout=300)
+    assert example.returncode == 0, example.stderr
+    lines = example.stdout.splitlines()
+    assert lines[0] == "thirty-one thousand four hundred fifteen" and all(line.strip() for line in lines)
+
+
+def test_chat_history_goes_to_the_cache_directory_not_home(tmp_path):
+    environment = {**os.environ, "HOME": str(tmp_path / "home"), "EDGEGEN_CACHE": str(tmp_path / "cache")}
+    environment.pop("EDGEGEN_HISTORY", None)
+    run = subprocess.run([sys.executable, "-m", "edgegen", "chat"], input="/help\n/quit\n", capture_output=True,
+                         text=True, check=False, env=environment, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "cache" / "chat_history").is_file() and not (tmp_path / "home" / ".edgegen_history").exists()

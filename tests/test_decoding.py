@@ -194,3 +194,10 @@ def test_threshold_mode_needs_a_mask_token(llama_model):
     with pytest.raises(EdgegenError, match="no <\\|mask\\|> token, so it has no mask drafts"):
         llama_model.generate("hi", drafts="mask")
     assert llama_model.generate("hi", max_new_tokens=3).stats.mode == "verify"  # lookup drafts by default
+
+
+def test_ar_counts_exactly_one_token_per_forward_whether_or_not_it_ends_on_eos(mars_model):
+    for prompt in PROMPTS:
+        for max_new_tokens in (3, 200):
+            stats = mars_model.generate(prompt, max_new_tokens=max_new_tokens, mode="ar").stats
+            assert stats.tokens_per_forward == 1.0 and stats.decoded_tokens == stats.forwards

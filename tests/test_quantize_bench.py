@@ -80,7 +80,7 @@ def test_bench_command_json_and_plot(exported, tmp_path):
     assert set(results) == {"ar", "threshold:0.5@4"}
     assert all(r["runs"] == 4 and r["decode_tokens_per_s"] > 0 and r["step_ms_p99"] >= r["step_ms_p50"] > 0
                for r in results.values())
-    assert results["ar"]["tokens_per_forward"] <= 1.0
+    assert results["ar"]["tokens_per_forward"] == 1.0  # the end-of-sequence token counts: it took a forward
     assert (tmp_path / "b.png").stat().st_size > 0
 
 
