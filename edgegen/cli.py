@@ -179,8 +179,9 @@ def add_bench(commands) -> None:
     p.add_argument("--prompts", type=Path,
                    help="one prompt per line, or JSONL with prompt/messages (default: built-in)")
     p.add_argument("--raw", action="store_true", help="feed prompts as they are, without the chat template")
-    p.add_argument("--prompt-tokens", type=whole_number(1), help="instead of prompts: one prompt of N arbitrary token ids "
-                                                     "(speed only, e.g. for random-weight models)")
+    p.add_argument("--prompt-tokens", type=whole_number(1),
+                   help="instead of prompts: one prompt of N arbitrary token ids (speed only, e.g. for random-weight "
+                        "models)")
     p.add_argument("--max-new-tokens", type=whole_number(1), default=64)
     p.add_argument("--repeat", type=whole_number(1), default=3)
     p.add_argument("--warmup", type=whole_number(0), default=1, help="repetitions run first and not counted")

@@ -11,7 +11,7 @@ def add_train(commands) -> None:
     tok.add_argument("out", type=Path)
     tok.add_argument("files", type=Path, nargs="+", help="text files, or chat/text JSONL")
     tok.add_argument("--vocab-size", type=int, default=4096)
-    tok.set_defaults(run=lambda a: run("tokenizer_command", a.files, a.out, a.vocab_size))
+    tok.set_defaults(run=command("tokenizer_command"))
 
     init = sub.add_parser("init", help="a randomly initialized model for a tokenizer, to pre-train with `ar`")
     init.add_argument("tokenizer", type=Path, help="directory with tokenizer.json and tokenizer_config.json")
@@ -24,27 +24,24 @@ def add_train(commands) -> None:
     init.add_argument("--intermediate-size", type=int, default=768)
     init.add_argument("--max-position-embeddings", type=int, default=2048)
     init.add_argument("--seed", type=int, default=0)
-    init.set_defaults(run=lambda a: run("init_command", a.tokenizer, a.out, a.arch, a.hidden_size, a.layers, a.heads,
-                                        a.kv_heads, a.intermediate_size, a.max_position_embeddings, a.seed))
+    init.set_defaults(run=command("init_command"))
 
     ar = sub.add_parser("ar", help="next-token training: pre-training on text or SFT on chat JSONL")
     add_training_options(ar)
-    ar.set_defaults(run=lambda a: run("ar_command", a.base, a.data, a.out, config(a), a.epochs, a.resume))
+    ar.set_defaults(run=command("ar_command"))
 
     mars = sub.add_parser("mars", help="MARS multi-token fine-tuning of a qwen2/llama checkpoint")
     add_training_options(mars)
     mars.add_argument("--block-size", type=int, required=True)
     mars.add_argument("--ar-weight", type=float, default=1.0, help="weight of the clean (AR) loss term")
-    mars.set_defaults(run=lambda a: run("mars_command", a.base, a.data, a.out, a.block_size, a.ar_weight, config(a),
-                                        a.epochs, a.resume))
+    mars.set_defaults(run=command("mars_command"))
 
     reader = sub.add_parser("reader", help="fine-tune a generator to answer from retrieved evidence (raw text)",
                             description="The teacher for `train memory`: questions over their evidence plus hard "
                                         "negatives, in the prompt layout of `edgegen rag --as-text`.")
     add_training_options(reader, data=False)
     add_knowledge_options(reader, contexts=5)
-    reader.set_defaults(run=lambda a: run("reader_command", a.base, a.evidence, a.questions, a.out, a.contexts,
-                                          config(a), a.epochs, a.resume))
+    reader.set_defaults(run=command("reader_command"))
 
     memory = sub.add_parser("memory", help="train a latent-memory compressor for a frozen generator",
                             description="Reconstruction + InfoNCE with hard negatives + distillation from the "
@@ -63,10 +60,7 @@ def add_train(commands) -> None:
                         help="train the generator too, on gold answers (from latents, from text, from a slot "
                              "holding the answer's own embedding) with latents aligned to that slot, instead of "
                              "distilling from it frozen (for small generators; writes OUT/generator)")
-    memory.set_defaults(run=lambda a: run("memory_command", a.base, a.generator, a.evidence, a.questions, a.out,
-                                          a.base_layers, a.retrieval_dim, a.rank, a.alpha, a.max_tokens,
-                                          a.distill_tokens, a.tune_generator, a.contexts, config(a), a.epochs,
-                                          a.resume))
+    memory.set_defaults(run=command("memory_command"))
 
 
 def add_knowledge_options(p, contexts: int) -> None:
@@ -95,15 +89,11 @@ def add_training_options(p, data: bool = True) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
 
 
-def config(args):
-    from .trainer import TrainConfig
+def command(name: str):
+    """The function of train/commands.py that runs a parsed command (imported then: it needs torch)."""
+    def run(args) -> int:
+        from . import commands
 
-    return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
-                       warmup=args.warmup, seed=args.seed, save_every=args.save_every)
-
-
-def run(command: str, *args) -> int:
-    from . import commands
-
-    getattr(commands, command)(*args)
-    return 0
+        getattr(commands, name)(args)
+        return 0
+    return run

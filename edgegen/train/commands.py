@@ -28,7 +28,8 @@ def text_of(path: Path):
         yield row.get("text") or "\n".join(m["content"] for m in row.get("messages", []))
 
 
-def tokenizer_command(files: list[Path], out: Path, vocab_size: int) -> None:
+def tokenizer_command(args) -> None:
+    files, out, vocab_size = args.files, args.out, args.vocab_size
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise EdgegenError(f"missing file {missing[0]}")
@@ -36,9 +37,9 @@ def tokenizer_command(files: list[Path], out: Path, vocab_size: int) -> None:
     print(f"tokenizer with {size} tokens written to {out}", file=sys.stderr)
 
 
-def init_command(tokenizer_dir: Path, out: Path, arch: str, hidden_size: int, layers: int, heads: int,
-                 kv_heads: int, intermediate_size: int, max_position_embeddings: int, seed: int) -> None:
+def init_command(args) -> None:
     """A randomly initialized qwen2/llama model sized for the tokenizer (rows rounded up to 64, spare ones free)."""
+    tokenizer_dir, out, arch = args.tokenizer, args.out, args.arch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = Tokenizer(tokenizer_dir)
@@ -46,16 +47,21 @@ def init_command(tokenizer_dir: Path, out: Path, arch: str, hidden_size: int, la
     special = {k: tokenizer.fast.token_to_id(v) for k, v in tokenizer.special_tokens.items()}
     config_class, model_class = {"qwen2": (Qwen2Config, Qwen2ForCausalLM),
                                  "llama": (LlamaConfig, LlamaForCausalLM)}[arch]
-    config = config_class(hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
-                          num_key_value_heads=kv_heads, intermediate_size=intermediate_size,
-                          vocab_size=(vocab + 63) // 64 * 64, max_position_embeddings=max_position_embeddings,
+    config = config_class(hidden_size=args.hidden_size, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                          num_key_value_heads=args.kv_heads, intermediate_size=args.intermediate_size,
+                          vocab_size=(vocab + 63) // 64 * 64, max_position_embeddings=args.max_position_embeddings,
                           tie_word_embeddings=True, eos_token_id=special.get("eos_token"),
                           pad_token_id=special.get("pad_token"), rope_theta=10000.0)
-    torch.manual_seed(seed)
+    torch.manual_seed(args.seed)
     model = model_class(config)
     finish(model, Path(tokenizer_dir), out, [])
     print(f"{arch} model with {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters written to {out}",
           file=sys.stderr)
+
+
+def train_config(args) -> TrainConfig:
+    return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+                       warmup=args.warmup, seed=args.seed, save_every=args.save_every)
 
 
 def load_base(base: Path):
@@ -90,7 +96,9 @@ def special_id(tokenizer: Tokenizer, key: str, fallback: int | None = None) -> i
     return token_id
 
 
-def ar_command(base: Path, data: Path, out: Path, config: TrainConfig, epochs: float | None, resume: bool) -> None:
+def ar_command(args) -> None:
+    base, data, out, config = args.base, args.data, args.out, train_config(args)
+    epochs, resume = args.epochs, args.resume
     prepare_out(base, out, resume)
     model, _ = load_base(base)
     tokenizer = Tokenizer(base)
@@ -127,8 +135,10 @@ def mars_release(spec, block_size: int) -> dict:
     return release
 
 
-def mars_command(base: Path, data: Path, out: Path, block_size: int, ar_weight: float, config: TrainConfig,
-                 epochs: float | None, resume: bool) -> None:
+def mars_command(args) -> None:
+    base, data, out, config = args.base, args.data, args.out, train_config(args)
+    epochs, resume = args.epochs, args.resume
+    block_size, ar_weight = args.block_size, args.ar_weight
     if block_size < 2:
         raise EdgegenError("--block-size must be at least 2 for MARS training")
     prepare_out(base, out, resume)
@@ -144,10 +154,11 @@ def mars_command(base: Path, data: Path, out: Path, block_size: int, ar_weight: 
             shutil.copy2(base / name, out / name)
 
 
-def reader_command(base: Path, evidence: Path, questions: Path, out: Path, contexts: int, config: TrainConfig,
-                   epochs: float | None, resume: bool) -> None:
+def reader_command(args) -> None:
     """Fine-tune a generator to answer from retrieved raw-text evidence. Next-token loss only: answers are a
     few tokens, and MARS's doubled sequence would halve the training speed for no gain in them."""
+    base, out, config, epochs, resume = args.base, args.out, train_config(args), args.epochs, args.resume
+    evidence, questions, contexts = args.evidence, args.questions, args.contexts
     prepare_out(base, out, resume)
     model, _ = load_base(base)
     tokenizer = Tokenizer(base)
@@ -157,20 +168,20 @@ def reader_command(base: Path, evidence: Path, questions: Path, out: Path, conte
     finish(model, base, out, log)
 
 
-def memory_command(base: Path, generator_dir: Path, evidence: Path, questions: Path, out: Path,
-                   base_layers: int | None, retrieval_dim: int, rank: int, alpha: float, max_tokens: int,
-                   distill_tokens: int, tune_generator: bool, contexts: int, config: TrainConfig,
-                   epochs: float | None, resume: bool) -> None:
-    """Train a latent-memory compressor for a frozen generator (or, with tune_generator, together with it);
+def memory_command(args) -> None:
+    """Train a latent-memory compressor for a frozen generator (or, with --tune-generator, together with it);
     writes the layout `export-memory` reads."""
+    base, out, config, epochs, resume = args.base, args.out, train_config(args), args.epochs, args.resume
+    generator_dir, evidence, questions, max_tokens = args.generator, args.evidence, args.questions, args.max_tokens
     prepare_out(base, out, resume)
     compressor_lm, _ = load_base(base)
-    truncate_layers(compressor_lm, base_layers)
+    truncate_layers(compressor_lm, args.base_layers)
     generator, _ = load_base(generator_dir)
-    model = MemoryModel(compressor_lm, generator, retrieval_dim, rank, alpha, tune_generator=tune_generator)
+    model = MemoryModel(compressor_lm, generator, args.retrieval_dim, args.rank, args.alpha,
+                        tune_generator=args.tune_generator)
     generator_tokenizer = Tokenizer(generator_dir)
     examples = read_questions(evidence, questions, generator_tokenizer)
     loss = partial(memory_loss, tokenizer=Tokenizer(base), generator_tokenizer=generator_tokenizer,
-                   max_tokens=max_tokens, distill_steps=distill_tokens, contexts=contexts, seed=config.seed)
+                   max_tokens=max_tokens, distill_steps=args.distill_tokens, contexts=args.contexts, seed=config.seed)
     log = train(model, examples, loss, steps_for(config, epochs, examples), out, resume)
     save_memory(model, base, generator_dir, out, max_tokens, log, TOKENIZER_FILES)
