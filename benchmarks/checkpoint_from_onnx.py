@@ -31,8 +31,8 @@ def rebuild(export_dir: Path, out: Path) -> Path:
         raise SystemExit("rebuild needs an fp32 export")
     graph = onnx.load(export_dir / manifest["graph"]["file"]).graph
     weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    eps = next(float(f"{a.f:.6g}") for n in graph.node if n.op_type == "SimplifiedLayerNormalization" for a in n.attribute
-               if a.name == "epsilon")
+    eps = next(float(f"{a.f:.6g}") for n in graph.node if n.op_type == "SimplifiedLayerNormalization"
+               for a in n.attribute if a.name == "epsilon")
     heads, kv_heads, d = manifest["num_attention_heads"], manifest["num_kv_heads"], manifest["head_dim"]
     layers, hidden = manifest["num_layers"], manifest["hidden_size"]
     down = weights["model.layers.0.mlp.down_proj.weight_T"]

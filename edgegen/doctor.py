@@ -143,8 +143,8 @@ def conformance(model_dir: Path, provider: str, reference_dir: Path | None, thre
             if divergence:
                 mismatches.append({"prompt": prompt, **divergence})
         report["modes"][mode] = {"prompts": len(BUILTIN_PROMPTS), "equal": len(BUILTIN_PROMPTS) - len(mismatches),
-                                 "decode_tokens": int(tokens), "decode_tokens_per_s": tokens / seconds if seconds else 0.0,
-                                 "mismatches": mismatches}
+                                 "decode_tokens": int(tokens),
+                                 "decode_tokens_per_s": tokens / seconds if seconds else 0.0, "mismatches": mismatches}
     curve = CostCurve.measure(model.engine)
     report["cost_curve_ms"] = {size: round(s * 1000, 3) for size, s in zip(curve.sizes, curve.seconds)}
     report["tie_gap"] = tie_gap

@@ -8,12 +8,19 @@ from pathlib import Path
 import onnx
 from tokenizers import Tokenizer
 
-from ..runtime.manifest import MANIFEST_NAME, GraphInterface, Manifest
-from .checkpoint import OPTIONAL_TOKENIZER_FILES, TOKENIZER_FILES, ModelSpec, Weights, read_json, read_model_spec, \
-    require_file
-from .errors import ExportError
 from ..runtime.engine import Engine
+from ..runtime.manifest import MANIFEST_NAME, GraphInterface, Manifest
 from ..runtime.pilot import CostCurve
+from .checkpoint import (
+    OPTIONAL_TOKENIZER_FILES,
+    TOKENIZER_FILES,
+    ModelSpec,
+    Weights,
+    read_json,
+    read_model_spec,
+    require_file,
+)
+from .errors import ExportError
 from .graph import LATENT_EMBEDS, LATENT_MASK, LOGSUMEXP, TOPK_IDS, TOPK_LOGITS, build_decoder
 from .quantize import QUANTIZED_DTYPES, quantize
 from .verify import compare_with_transformers

@@ -17,11 +17,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..runtime.rag import PROMPT
 from .checkpoint import SafetensorsFile, Weights, read_json, read_model_spec
 from .errors import ExportError
 from .exporter import prepare_output, replace_directory
 from .graph import GraphBuilder, finish_model, gqa_attention, rope_caches, transformer
-from ..runtime.rag import PROMPT
 
 MEMORY_MANIFEST = "memory.json"
 STATE_FILE, STATE_CONFIG = "memory.safetensors", "memory_config.json"  # the project's own layout

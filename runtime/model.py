@@ -10,8 +10,8 @@ from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
 from .drafting import LOOKUP, LOOKUP_MAX, MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine, Latent
 from .errors import EdgegenError
-from .manifest import Manifest
 from .lookup import PromptLookup
+from .manifest import Manifest
 from .options import DEFAULT_BLOCK_SIZE, GenerationOptions
 from .pilot import BlockPilot, CostCurve, FixedBlock
 from .sampling import Sampler

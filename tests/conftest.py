@@ -5,9 +5,9 @@ import tempfile
 os.environ["EDGEGEN_CACHE"] = tempfile.mkdtemp(prefix="edgegen-test-cache-")  # never the user's cache
 
 import pytest  # noqa: E402
+from tiny_models import save_model  # noqa: E402
 
 from edgegen.export import export_model  # noqa: E402
-from tiny_models import save_model  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -90,8 +90,9 @@ def endless_model(tmp_path_factory):
     """A model with no end-of-sequence token, ~250 tokens/s on one thread: its answers last until stopped."""
     import json
 
-    from edgegen.export import export_model
     from tiny_models import save_model
+
+    from edgegen.export import export_model
 
     root = tmp_path_factory.mktemp("endless")
     src = save_model(root / "src", hidden_size=256, num_hidden_layers=4, intermediate_size=512,

@@ -41,7 +41,6 @@ def standard_exports(checkpoints, tmp_path_factory):
 def test_all_zero_biases_cost_no_kernel(tmp_path):
     """transformers starts biases at zero; such a bias adds nothing, so the graph has no Add for it."""
     import onnx
-
     from tiny_models import save_model
 
     src = save_model(tmp_path / "src", zero_biases=True)

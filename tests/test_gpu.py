@@ -1,6 +1,7 @@
 """The CUDA path on a GPU machine (`pytest -m gpu`); skipped with the reason elsewhere."""
 import numpy as np
 import pytest
+
 from edgegen.runtime.engine import Engine
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.manifest import Manifest

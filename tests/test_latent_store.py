@@ -181,7 +181,7 @@ def test_an_add_interrupted_inside_its_transaction_and_retried_on_the_same_objec
         store.append(records(0, 5), vectors(0, 5, 16), vectors(10_000, 5, 8))
         for abort_at in (1, 3, 20, 100):  # SQLite's progress handler aborts the write there
             calls = []
-            store._db.set_progress_handler(lambda at=abort_at: calls.append(1) or len(calls) == at, 1)
+            store._db.set_progress_handler(lambda at=abort_at, seen=calls: seen.append(1) or len(seen) == at, 1)
             with pytest.raises(EdgegenError, match="interrupted"):
                 store.append(records(5, 5), vectors(5, 5, 16), vectors(10_005, 5, 8))
             store._db.set_progress_handler(None, 1)

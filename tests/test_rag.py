@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_memory_export import reference_state
 
 from edgegen import EdgegenError
 from edgegen.export.memory import export_memory
@@ -12,7 +13,6 @@ from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.latent_store import LatentStore
 from edgegen.runtime.rag import rag
-from test_memory_export import reference_state
 
 FACTS = [{"text": "Ada Lovelace was born in London in 1815.", "source": "facts.txt"},
          {"text": "The Rhine flows through Basel.", "source": "facts.txt"},

@@ -9,8 +9,14 @@ import pytest
 
 from edgegen import EdgegenError, load
 from edgegen.runtime.manifest import Manifest
-from edgegen.runtime.tensorrt import (ENGINE_FILE, ENGINE_INFO, dump_options, prebuilt_engine, session_options,
-                                      write_engine_info)
+from edgegen.runtime.tensorrt import (
+    ENGINE_FILE,
+    ENGINE_INFO,
+    dump_options,
+    prebuilt_engine,
+    session_options,
+    write_engine_info,
+)
 
 
 def shapes(option: str) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """The MARS training objective against its definition, and the trainer end to end on a tiny model."""
 import pytest
 import torch
-from edgegen.export.checkpoint import read_model_spec
-from edgegen.export.verify import load_reference
 
 from edgegen import EdgegenError
+from edgegen.export.checkpoint import read_model_spec
+from edgegen.export.verify import load_reference
 from edgegen.train.data import Example
 from edgegen.train.objectives import ar_loss, mars_attention_mask, mars_loss
 from edgegen.train.trainer import TrainConfig, train

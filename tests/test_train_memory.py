@@ -15,8 +15,16 @@ from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.rag import PROMPT, build_prompt
 from edgegen.runtime.tokenizer import Tokenizer
 from edgegen.train.knowledge import Question, answer_ids
-from edgegen.train.memory import (MemoryModel, contrastive_loss, distillation_loss, gold_answer_losses, memory_loss,
-                                  prompt_embeds, save_memory, truncate_layers)
+from edgegen.train.memory import (
+    MemoryModel,
+    contrastive_loss,
+    distillation_loss,
+    gold_answer_losses,
+    memory_loss,
+    prompt_embeds,
+    save_memory,
+    truncate_layers,
+)
 from edgegen.train.trainer import TOKENIZER_FILES
 
 FACTS = {"ada/city": "Ada Lovelace was born in London.", "ada/year": "Ada Lovelace was born in 1815.",

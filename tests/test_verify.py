@@ -2,6 +2,7 @@
 import math
 
 import pytest
+from tiny_models import save_model
 
 from edgegen import load
 from edgegen.export import export_model
@@ -10,7 +11,6 @@ from edgegen.runtime.drafting import DraftStats, FixedDrafts
 from edgegen.runtime.lookup import PromptLookup
 from edgegen.runtime.pilot import FixedBlock
 from edgegen.runtime.sampling import Sampler
-from tiny_models import save_model
 
 PROMPTS = ["import json\ndef load(fp):", "class Encoder:\n    def __init__(self", "héllo wörld 🎉", "x = [1, 2,",
            "def f(a, b):\n    return", "# comment\n", "while True:\n", "print('done')"]
@@ -31,8 +31,8 @@ def test_verify_keeps_only_confirmed_kv(mars_model):
     engine.rewind(0)
     prompt = mars_model.encode_prompt(PROMPTS[0])
     committed = []
-    blocks = decode_verified(engine, prompt, FixedDrafts(4, masks=True, lookup=False), mars_model.manifest.mask_token_id,
-                             Sampler(), DraftStats())
+    mask = mars_model.manifest.mask_token_id
+    blocks = decode_verified(engine, prompt, FixedDrafts(4, masks=True, lookup=False), mask, Sampler(), DraftStats())
     for _, block in zip(range(8), blocks):
         committed += block
         assert engine.tokens == (prompt + committed)[:-1]  # everything but the newest token, never a mask
@@ -64,13 +64,14 @@ def sample_sequences(model, prompt, length, runs, mode: str, temperature: float 
     """Counts of the first `length` tokens over `runs` samplings, through the engine-level decoding loops."""
     counts, stats, mask = {}, DraftStats(), model.manifest.mask_token_id
     sampler = Sampler(temperature=temperature, seed=123)
+    engine = model.engine
     for _ in range(runs):
-        model.engine.rewind(0)
-        blocks = {"verify": lambda: decode_verified(model.engine, prompt, FixedDrafts(4, masks=True, lookup=False), mask,
+        engine.rewind(0)
+        blocks = {"verify": lambda: decode_verified(engine, prompt, FixedDrafts(4, masks=True, lookup=False), mask,
                                                    sampler, stats),
-                  "verify_lookup": lambda: decode_verified(model.engine, prompt, FixedDrafts(3, masks=False, lookup=True),
+                  "verify_lookup": lambda: decode_verified(engine, prompt, FixedDrafts(3, masks=False, lookup=True),
                                                           mask, sampler, stats, PromptLookup(prompt)),
-                  "verify_both": lambda: decode_verified(model.engine, prompt, FixedDrafts(3, masks=True, lookup=True),
+                  "verify_both": lambda: decode_verified(engine, prompt, FixedDrafts(3, masks=True, lookup=True),
                                                         mask, sampler, stats, PromptLookup(prompt)),
                   "ar": lambda: decode_blocks(model.engine, prompt, FixedBlock(1), mask, sampler),
                   "keep_all_masks": lambda: decode_blocks(model.engine, prompt, FixedBlock(4), mask, sampler,
@@ -110,7 +111,8 @@ def test_verify_sampling_follows_the_model_distribution(five_token_model, mode):
     assert math.isclose(sum(expected.values()), 1.0, rel_tol=1e-6)
     verified, stats = sample_sequences(five_token_model, prompt, length, runs, mode)
     assert stats.proposed > 0 and 0 < stats.accepted < stats.proposed, "both acceptance and rejection must occur"
-    assert set(stats.by_source) == {"verify": {"mask"}, "verify_lookup": {"lookup"}, "verify_both": {"mask", "lookup"}}[mode]
+    sources = {"verify": {"mask"}, "verify_lookup": {"lookup"}, "verify_both": {"mask", "lookup"}}
+    assert set(stats.by_source) == sources[mode]
     ok, stat, critical = chi_square_fits(verified, expected, runs)
     assert ok, f"{mode} sampling: chi-square {stat:.1f} >= {critical:.1f}"
     if mode != "verify":
