@@ -76,10 +76,10 @@ def add_export_memory(commands) -> None:
 def run_export_memory(args) -> int:
     from .export.memory import export_memory
 
-    info = export_memory(args.src, args.out, args.base, args.trust_pickle, args.lora_scale,
+    manifest = export_memory(args.src, args.out, args.base, args.trust_pickle, args.lora_scale,
                          args.max_evidence_tokens, args.force)
-    print(f"exported compressor to {args.out} (retrieval {info['retrieval_dim']}-d, generator latents "
-          f"{info['generator_hidden']}-d)", file=sys.stderr)
+    print(f"exported compressor to {args.out} (retrieval {manifest.retrieval_dim}-d, generator latents "
+          f"{manifest.generator_hidden}-d)", file=sys.stderr)
     return 0
 
 

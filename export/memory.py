@@ -8,7 +8,6 @@ adapter into the base weights (W + scale * B @ A) and has its heads folded in, s
 gets finished vectors from one session call.
 """
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -17,13 +16,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..runtime.rag import PROMPT
+from ..runtime.compressor import MEMORY_MANIFEST, CompressorManifest
 from .checkpoint import SafetensorsFile, Weights, read_json, read_model_spec
 from .errors import ExportError
 from .exporter import prepare_output, replace_directory
 from .graph import GraphBuilder, finish_model, gqa_attention, rope_caches, transformer
 
-MEMORY_MANIFEST = "memory.json"
 STATE_FILE, STATE_CONFIG = "memory.safetensors", "memory_config.json"  # the project's own layout
 
 
@@ -113,7 +111,8 @@ def build_encoder(spec, weights: MergedWeights, state: dict, max_tokens: int, wi
 
 
 def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: bool = False,
-                  lora_scale: float | None = None, max_tokens: int | None = None, force: bool = False) -> dict:
+                  lora_scale: float | None = None, max_tokens: int | None = None,
+                  force: bool = False) -> CompressorManifest:
     src, out = Path(src), Path(out)
     base = Path(base) if base else src / "base"
     if not base.is_dir():
@@ -131,14 +130,12 @@ def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: 
             onnx.save_model(graph, os.fspath(staging / f"{adapter}.onnx"))
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy2(base / name, staging / name)
-        manifest = {
-            "format_version": 1, "compressor_hidden": spec.hidden_size,
-            "retrieval_dim": int(state["retrieval_proj.0.weight"].shape[0]),
-            "generator_hidden": int(state["cross_proj.net.2.weight"].shape[0]), "max_evidence_tokens": max_tokens,
-            "generator": config.get("generator", {}), **PROMPT, "lora_scale": scale,
-            "checksum": {"base_weights_sha256": weights.sha256(), "state_sha256": state_checksum(state)},
-        }
-        (staging / MEMORY_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = CompressorManifest(
+            compressor_hidden=spec.hidden_size, retrieval_dim=int(state["retrieval_proj.0.weight"].shape[0]),
+            generator_hidden=int(state["cross_proj.net.2.weight"].shape[0]), max_evidence_tokens=max_tokens,
+            lora_scale=float(scale), generator=config.get("generator", {}),
+            checksum={"base_weights_sha256": weights.sha256(), "state_sha256": state_checksum(state)})
+        manifest.save(staging)
         replace_directory(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

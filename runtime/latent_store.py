@@ -113,9 +113,9 @@ class LatentStore:
     @classmethod
     def for_compressor(cls, path: str | Path, compressor) -> "LatentStore":
         """Open (or create) a store for writing the vectors of this compressor."""
-        info = compressor.info
-        store = cls.open(path, writable=True, retrieval_dim=info["retrieval_dim"],
-                         latent_dim=info["generator_hidden"], compressor=compressor.identity)
+        m = compressor.manifest
+        store = cls.open(path, writable=True, retrieval_dim=m.retrieval_dim, latent_dim=m.generator_hidden,
+                         compressor=compressor.identity)
         if "compressor_path" not in store.info:  # where `edgegen rag ask` finds the query graph later
             store._set_meta(compressor_path=str(compressor.path.resolve()))
         return store

@@ -74,14 +74,10 @@ class Manifest:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise EdgegenError(f"{path} has format_version {version}, this edgegen reads {FORMAT_VERSION}; {fix}")
-        try:
-            manifest = cls(**{**data, "graph": GraphInterface(**data.get("graph") or {})})
-        except TypeError as e:
-            raise EdgegenError(f"{path} does not match the edgegen manifest format ({e}); {fix}") from e
-        wrong = [name for name, value in vars(manifest).items() if not fits(value, FIELD_TYPES[name])] + \
-                [f"graph.{name}" for name, value in vars(manifest.graph).items() if not fits(value, GRAPH_TYPES[name])]
-        if wrong:
-            raise EdgegenError(f"{path} has values of the wrong type for {', '.join(wrong)}; {fix}")
+        graph = data.get("graph") or {}
+        if not isinstance(graph, dict):
+            raise EdgegenError(f"{path} does not match the edgegen manifest format (graph is not an object); {fix}")
+        manifest = typed(cls, {**data, "graph": typed(GraphInterface, graph, path, fix, "graph.")}, path, fix)
         graph = (Path(directory) / manifest.graph.file).resolve()
         if not graph.is_relative_to(Path(directory).resolve()):
             raise EdgegenError(f"{path} names a graph outside the model directory ({manifest.graph.file}); {fix}")
@@ -102,4 +98,14 @@ def fits(value, annotation) -> bool:
     return False
 
 
-FIELD_TYPES, GRAPH_TYPES = typing.get_type_hints(Manifest), typing.get_type_hints(GraphInterface)
+def typed(cls, data: dict, path: Path, fix: str, prefix: str = ""):
+    """A dataclass from a JSON object, every field of its declared type, or a clear error naming the fields."""
+    try:
+        made = cls(**data)
+    except TypeError as e:
+        raise EdgegenError(f"{path} does not match the format edgegen reads ({e}); {fix}") from e
+    types_ = typing.get_type_hints(cls)
+    wrong = [prefix + name for name, value in vars(made).items() if not fits(value, types_[name])]
+    if wrong:
+        raise EdgegenError(f"{path} has values of the wrong type for {', '.join(wrong)}; {fix}")
+    return made

@@ -17,11 +17,6 @@ from .model import Model, Result
 from .tokenizer import Tokenizer
 
 PLACEHOLDER = "\x00context\x00"
-PROMPT = {  # the reference's layout; a compressor's memory.json carries its own copy
-    "label": "Latent context {i}: ", "text_label": "Context {i}: ", "question": "\nQuestion: {question}",
-    "system_prompt": "You are a helpful assistant. Answer the question concisely (a few words or a short phrase) "
-                     "based on the provided context.",
-}
 
 
 @dataclass
@@ -33,33 +28,33 @@ class RagAnswer:
     result: Result
 
 
-def split_template(tokenizer: Tokenizer, info: dict, question: str) -> tuple[str, str]:
-    user = PLACEHOLDER + info["question"].format(question=question)
+def split_template(tokenizer: Tokenizer, layout: dict, question: str) -> tuple[str, str]:
+    user = PLACEHOLDER + layout["question"].format(question=question)
     if tokenizer.chat_template is None:
         bos = tokenizer.special_tokens.get("bos_token", "")
-        text = f"{bos}{info['system_prompt']}\nUSER: {user}\nASSISTANT:"
+        text = f"{bos}{layout['system_prompt']}\nUSER: {user}\nASSISTANT:"
     else:
         try:
-            text = tokenizer.apply_chat_template([{"role": "system", "content": info["system_prompt"]},
+            text = tokenizer.apply_chat_template([{"role": "system", "content": layout["system_prompt"]},
                                                   {"role": "user", "content": user}])
         except EdgegenError:  # templates without a system role: the system text opens the user turn
-            text = tokenizer.apply_chat_template([{"role": "user", "content": f"{info['system_prompt']}\n{user}"}])
+            text = tokenizer.apply_chat_template([{"role": "user", "content": f"{layout['system_prompt']}\n{user}"}])
     prefix, suffix = text.split(PLACEHOLDER)
     return prefix, suffix
 
 
-def build_prompt(tokenizer: Tokenizer, info: dict, question: str, contexts: list) -> tuple[list, int]:
+def build_prompt(tokenizer: Tokenizer, layout: dict, question: str, contexts: list) -> tuple[list, int]:
     """Prompt items for one question over its retrieved contexts: evidence texts (the raw-text baseline,
     "Context i: <text>") or latents (anything not a str, "Latent context i: <latent>"), most similar first.
     Returns the items (token ids, latents in place) and how many of them hold the context."""
     def encode(text: str) -> list[int]:
         return tokenizer.encode(text, add_special_tokens=False)
 
-    prefix, suffix = split_template(tokenizer, info, question)
+    prefix, suffix = split_template(tokenizer, layout, question)
     context = []
     for i, item in enumerate(contexts, 1):
         as_text = isinstance(item, str)
-        label = info.get("text_label", PROMPT["text_label"]) if as_text else info["label"]
+        label = layout["text_label" if as_text else "label"]
         context += encode(("\n" if i > 1 else "") + label.format(i=i)) + (encode(item) if as_text else [item])
     return encode(prefix) + context + encode(suffix), len(context)
 
@@ -72,15 +67,15 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
     store = store if isinstance(store, LatentStore) else LatentStore.open(store)
     generator = generator if isinstance(generator, Model) else Model(generator)
     compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
-    if not as_text and compressor.info["generator_hidden"] != generator.manifest.hidden_size:
-        raise EdgegenError(f"the compressor makes {compressor.info['generator_hidden']}-d latents but the generator's "
+    if not as_text and compressor.manifest.generator_hidden != generator.manifest.hidden_size:
+        raise EdgegenError(f"the compressor makes {compressor.manifest.generator_hidden}-d latents but the generator's "
                            f"embeddings are {generator.manifest.hidden_size}-d: use the generator it was trained for")
     hits = store.search(compressor.embed_query(question), k)
     if as_text and any(hit.record.text is None for hit in hits):
         raise EdgegenError("this store keeps no evidence texts; index with --keep-text to compare against "
                            "the raw-text baseline")
     contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
-    items, context = build_prompt(generator.tokenizer, compressor.info, question, contexts)
+    items, context = build_prompt(generator.tokenizer, compressor.manifest.layout, question, contexts)
     options = {"max_new_tokens": 32, **{name: value for name, value in options.items() if value is not None}}
     result = generator.start(items, **options).run()
     return RagAnswer(result.text.strip(), hits, len(items), context, result)

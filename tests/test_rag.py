@@ -139,6 +139,6 @@ def test_bad_items_are_clear_errors_and_add_nothing(compressor, tmp_path, item, 
 
 def test_a_huge_paragraph_is_cut_before_it_is_tokenized(compressor):
     paragraph = "The Rhine flows through Basel. " * 200_000  # 6 MB
-    limit = compressor.info["max_evidence_tokens"]
+    limit = compressor.manifest.max_evidence_tokens
     assert (compressor._ids(paragraph) == compressor._ids(paragraph[:20_000])).all()
     assert compressor._ids(paragraph).shape == (1, limit)

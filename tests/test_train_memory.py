@@ -11,8 +11,8 @@ import torch
 from edgegen.export.checkpoint import read_model_spec
 from edgegen.export.memory import export_memory
 from edgegen.export.verify import load_reference
-from edgegen.runtime.compressor import Compressor
-from edgegen.runtime.rag import PROMPT, build_prompt
+from edgegen.runtime.compressor import REFERENCE_LAYOUT, Compressor
+from edgegen.runtime.rag import build_prompt
 from edgegen.runtime.tokenizer import Tokenizer
 from edgegen.train.knowledge import Question, answer_ids
 from edgegen.train.memory import (
@@ -73,8 +73,8 @@ def test_trained_compressor_exports_to_the_same_vectors(checkpoints, tmp_path):
     np.testing.assert_allclose(device_retrieval, retrieval, atol=1e-4)
     np.testing.assert_allclose(device_projected, projected, atol=1e-4)
     np.testing.assert_allclose(compressor.embed_query(texts[0]), query, atol=1e-4)
-    assert compressor.info["max_evidence_tokens"] == 32
-    assert compressor.info["generator"]["hidden_size"] == 64
+    assert compressor.manifest.max_evidence_tokens == 32
+    assert compressor.manifest.generator["hidden_size"] == 64
 
 
 def test_latents_start_at_the_size_of_a_token_embedding(checkpoints):
@@ -113,7 +113,7 @@ def test_student_prompt_splices_latents_where_the_runtime_does(checkpoints):
     tokenizer = Tokenizer(checkpoints["mars"])
     latent = torch.full((64,), 7.0)
     embeds = prompt_embeds(model.generator, tokenizer, "Q?", [latent])
-    items, _ = build_prompt(tokenizer, PROMPT, "Q?", [latent])
+    items, _ = build_prompt(tokenizer, REFERENCE_LAYOUT, "Q?", [latent])
     at = next(i for i, item in enumerate(items) if not isinstance(item, int))
     assert embeds.shape == (len(items), 64) and torch.equal(embeds[at], latent)
     table = model.generator.get_input_embeddings()
@@ -129,7 +129,8 @@ def test_distillation_is_zero_when_the_student_reads_what_the_teacher_reads(chec
     token = tokenizer.encode("x", add_special_tokens=False)
     assert len(token) == 1
     question = type("Q", (), {"question": "What?", "positives": ["x"]})()
-    same_labels = {**PROMPT, "label": PROMPT["text_label"]}  # teacher and student prompts then match token for token
+    # teacher and student prompts then match token for token
+    same_labels = {**REFERENCE_LAYOUT, "label": REFERENCE_LAYOUT["text_label"]}
     eos = tokenizer.fast.token_to_id(tokenizer.special_tokens["eos_token"])
     with torch.no_grad():
         same = distillation_loss(model, tokenizer, [question], {"x": table(torch.tensor(token))[0]}, [["x"]], eos, 4,

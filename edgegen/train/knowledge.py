@@ -8,9 +8,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.compressor import REFERENCE_LAYOUT
 from ..runtime.errors import EdgegenError
 from ..runtime.jsonl import jsonl_rows
-from ..runtime.rag import PROMPT, build_prompt
+from ..runtime.rag import build_prompt
 from ..runtime.tokenizer import Tokenizer
 from .data import Example
 
@@ -73,7 +74,7 @@ def reader_examples(questions: list[Question], tokenizer: Tokenizer, contexts: i
     for q in questions:
         shown = shown_evidence(q, contexts, rng)
         rng.shuffle(shown)
-        prompt, _ = build_prompt(tokenizer, PROMPT, q.question, shown)
+        prompt, _ = build_prompt(tokenizer, REFERENCE_LAYOUT, q.question, shown)
         answer = answer_ids(tokenizer, " " + q.answer)
         examples.append(Example(prompt + answer, [False] * len(prompt) + [True] * len(answer)))
     return examples

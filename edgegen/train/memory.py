@@ -22,7 +22,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..export.checkpoint import Weights
-from ..runtime.rag import PROMPT, build_prompt
+from ..runtime.compressor import REFERENCE_LAYOUT
+from ..runtime.rag import build_prompt
 from ..runtime.tokenizer import Tokenizer
 from .knowledge import Question, answer_ids, shown_evidence
 
@@ -160,7 +161,7 @@ def contrastive_loss(queries: torch.Tensor, keys: torch.Tensor, positives: list[
 
 
 def prompt_embeds(generator: nn.Module, tokenizer: Tokenizer, question: str, contexts: list,
-                  layout: dict = PROMPT) -> torch.Tensor:
+                  layout: dict = REFERENCE_LAYOUT) -> torch.Tensor:
     """The rag prompt as input embeddings: token rows from the generator's table, latent rows spliced in."""
     items, _ = build_prompt(tokenizer, layout, question, contexts)
     table = generator.get_input_embeddings()
@@ -189,7 +190,7 @@ def teacher_tokens(generator: nn.Module, prompts: list[torch.Tensor], steps: int
 
 
 def distillation_loss(model: MemoryModel, tokenizer: Tokenizer, questions: list[Question], latents: dict,
-                      shown: list[list[str]], eos: int, steps: int, layout: dict = PROMPT) -> torch.Tensor:
+                      shown: list[list[str]], eos: int, steps: int, layout: dict = REFERENCE_LAYOUT) -> torch.Tensor:
     """Forward KL(teacher || student) over the teacher's greedy answer, teacher-forced in both."""
     table = model.generator.get_input_embeddings()
     teacher = [prompt_embeds(model.generator, tokenizer, q.question, q.positives, layout) for q in questions]
