@@ -74,7 +74,7 @@ def add_export_memory(commands) -> None:
 
 
 def run_export_memory(args) -> int:
-    from .export.memory import export_memory
+    from .export.compressor_graph import export_memory
 
     manifest = export_memory(args.src, args.out, args.base, args.trust_pickle, args.lora_scale,
                          args.max_evidence_tokens, args.force)

@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 from edgegen import EdgegenError
 from edgegen.export.checkpoint import read_model_spec
-from edgegen.export.memory import export_memory
+from edgegen.export.compressor_graph import export_memory
 from edgegen.export.verify import load_reference
 from edgegen.runtime.compressor import Compressor
 

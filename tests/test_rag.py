@@ -8,7 +8,7 @@ import torch
 from test_memory_export import reference_state
 
 from edgegen import EdgegenError
-from edgegen.export.memory import export_memory
+from edgegen.export.compressor_graph import export_memory
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.latent_store import LatentStore

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from edgegen.export.checkpoint import read_model_spec
-from edgegen.export.memory import export_memory
+from edgegen.export.compressor_graph import export_memory
 from edgegen.export.verify import load_reference
 from edgegen.runtime.compressor import REFERENCE_LAYOUT, Compressor
 from edgegen.runtime.rag import build_prompt
 from edgegen.runtime.tokenizer import Tokenizer
-from edgegen.train.knowledge import Question, answer_ids
-from edgegen.train.memory import (
+from edgegen.train.compressor_training import (
     MemoryModel,
     contrastive_loss,
     distillation_loss,
@@ -25,6 +24,7 @@ from edgegen.train.memory import (
     save_memory,
     truncate_layers,
 )
+from edgegen.train.knowledge import Question, answer_ids
 from edgegen.train.trainer import TOKENIZER_FILES
 
 FACTS = {"ada/city": "Ada Lovelace was born in London.", "ada/year": "Ada Lovelace was born in 1815.",

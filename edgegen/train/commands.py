@@ -10,9 +10,9 @@ import torch
 
 from ..runtime.errors import EdgegenError
 from ..runtime.tokenizer import Tokenizer
+from .compressor_training import MemoryModel, memory_loss, save_memory, truncate_layers
 from .data import read_examples
 from .knowledge import read_questions, reader_examples
-from .memory import MemoryModel, memory_loss, save_memory, truncate_layers
 from .objectives import ar_loss, mars_loss
 from .tokenizer import MASK_TOKEN, train_tokenizer
 from .trainer import TOKENIZER_FILES, TrainConfig, finish, train
