@@ -23,7 +23,7 @@ from edgegen.models import RAG_COMPRESSOR, RAG_GENERATOR
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.latent_store import LatentStore
-from edgegen.runtime.rag import build_prompt, rag
+from edgegen.runtime.rag import build_prompt, index_evidence, rag
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +60,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         with LatentStore.for_compressor(Path(tmp) / "store", compressor) as store:
-            store.add([{"id": row["id"], "text": row["text"]} for row in evidence], compressor, keep_text=True)
+            index_evidence(store, [{"id": row["id"], "text": row["text"]} for row in evidence], compressor,
+                           keep_text=True)
         index_s = time.perf_counter() - started
         store = LatentStore.open(Path(tmp) / "store")
         top1 = top_k = 0

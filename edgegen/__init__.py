@@ -6,12 +6,12 @@ from .runtime import Chat, EdgegenError, Generation, GenerationOptions, Model, R
 from .runtime import load as load_model
 from .runtime.compressor import Compressor
 from .runtime.latent_store import LatentStore
-from .runtime.rag import RagAnswer, rag
+from .runtime.rag import RagAnswer, index_evidence, rag
 
 __version__ = "0.1.0"
 
 __all__ = ["DEFAULT_MODEL", "Chat", "Compressor", "EdgegenError", "Generation", "GenerationOptions", "LatentStore",
-           "Model", "RagAnswer", "Result", "Stats", "load", "rag"]
+           "Model", "RagAnswer", "Result", "Stats", "index_evidence", "load", "rag"]
 
 
 def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,

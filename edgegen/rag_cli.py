@@ -10,7 +10,7 @@ from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
 from .runtime.jsonl import jsonl_rows, read_text
 from .runtime.latent_store import LatentStore
-from .runtime.rag import rag
+from .runtime.rag import index_evidence, rag
 from .runtime.store_upgrade import upgrade
 from .status import StatusLine
 
@@ -88,8 +88,8 @@ def run_index(args) -> int:
         line.show(f"indexed {done}/{total} new items", last=done == total)
 
     with LatentStore.for_compressor(args.store, compressor) as store:
-        added = store.add(items, compressor, keep_text=args.keep_text, batch_size=args.batch_size,
-                          progress=progress)
+        added = index_evidence(store, items, compressor, keep_text=args.keep_text, batch_size=args.batch_size,
+                               progress=progress)
         print(f"{len(added)} added, {len(items) - len(added)} already there; {len(store)} items in {args.store}",
               file=sys.stderr)
         if args.ann or (len(store) >= ann.ANN_MIN_ROWS and ann.available() and added):

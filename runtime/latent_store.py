@@ -229,16 +229,22 @@ class LatentStore:
         self._load_snapshot()
 
     def __len__(self) -> int:
+        self._recover()
         return len(self.row_of)
 
     def __contains__(self, item_id: str) -> bool:
+        self._recover()
         return item_id in self.row_of
+
+    def _recover(self) -> None:
+        """After a change was interrupted (Ctrl-C, a full disk), what the file committed is the truth."""
+        if self._stale:
+            self._load_snapshot()
 
     def _require_writer(self) -> None:
         if self._lock is None:
             raise EdgegenError("this store was opened read-only; open it with writable=True to change it")
-        if self._stale:  # an earlier change was interrupted: what is committed is the truth
-            self._load_snapshot()
+        self._recover()
 
     def append(self, records: list[Record], retrieval: np.ndarray, latents: np.ndarray,
                deleted: np.ndarray | None = None) -> None:
@@ -298,36 +304,6 @@ class LatentStore:
                                "before it is; free disk space if it is full, and add again") from e
         except sqlite3.DatabaseError as e:
             raise damaged(self.path, e) from e
-
-    def add(self, items: list[dict], compressor, keep_text: bool = False, batch_size: int = 32,
-            progress=None) -> list[str]:
-        """Compress items ({"text", optional "id", "source", "metadata"}) and append them, one transaction
-        per batch; items whose id is already stored are skipped, so an interrupted add resumes.
-        Returns the ids added."""
-        if compressor.identity != self.info["compressor"]:
-            raise EdgegenError(f"{self.path} holds vectors of another compressor ({self.info['compressor']}); "
-                               "use a new store for this one")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise EdgegenError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
-        self._require_writer()
-        unique = {}
-        for number, item in enumerate(items, 1):  # the default id is the text's hash: a text repeated is stored once
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise EdgegenError(f"item {number} is not a dict with a \"text\" string: {str(item)[:80]!r}")
-            item_id = item["id"] if "id" in item else text_hash(item["text"])[:16]
-            if not valid_id(item_id):
-                raise EdgegenError(f"item {number} has id {item_id!r}: ids are non-empty strings of printable text")
-            unique.setdefault(item_id, item)
-        todo = [dict(item, id=item_id) for item_id, item in unique.items() if item_id not in self.row_of]
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            retrieval, latents = compressor.embed_evidence([item["text"] for item in batch])
-            self.append([Record(id=item["id"], source=item.get("source", ""), text_sha256=text_hash(item["text"]),
-                                text=item["text"] if keep_text else None, metadata=item.get("metadata", {}))
-                         for item in batch], retrieval, latents)
-            if progress:
-                progress(min(start + batch_size, len(todo)), len(todo))
-        return [item["id"] for item in todo]
 
     def delete(self, ids: list[str] | str) -> int:
         """Delete items by id (one id, or a list; unknown ids are ignored); returns how many were deleted."""

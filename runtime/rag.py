@@ -12,7 +12,7 @@ from pathlib import Path
 from .compressor import Compressor
 from .engine import Latent
 from .errors import EdgegenError
-from .latent_store import Hit, LatentStore
+from .latent_store import Hit, LatentStore, Record, text_hash, valid_id
 from .model import Model, Result
 from .tokenizer import Tokenizer
 
@@ -57,6 +57,36 @@ def build_prompt(tokenizer: Tokenizer, layout: dict, question: str, contexts: li
         label = layout["text_label" if as_text else "label"]
         context += encode(("\n" if i > 1 else "") + label.format(i=i)) + (encode(item) if as_text else [item])
     return encode(prefix) + context + encode(suffix), len(context)
+
+
+def index_evidence(store: LatentStore, items: list[dict], compressor: Compressor, keep_text: bool = False,
+                   batch_size: int = 32, progress=None) -> list[str]:
+    """Compress evidence items ({"text", optional "id", "source", "metadata"}) into a store opened for writing,
+    one transaction per batch; items whose id is stored already are skipped, so an interrupted index resumes.
+    The default id is the text's hash: a text given twice is stored once. Returns the ids added."""
+    if compressor.identity != store.info["compressor"]:
+        raise EdgegenError(f"{store.path} holds vectors of another compressor ({store.info['compressor']}); "
+                           "use a new store for this one")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EdgegenError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+    unique = {}
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise EdgegenError(f"item {number} is not a dict with a \"text\" string: {str(item)[:80]!r}")
+        item_id = item["id"] if "id" in item else text_hash(item["text"])[:16]
+        if not valid_id(item_id):
+            raise EdgegenError(f"item {number} has id {item_id!r}: ids are non-empty strings of printable text")
+        unique.setdefault(item_id, item)
+    todo = [dict(item, id=item_id) for item_id, item in unique.items() if item_id not in store]
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        retrieval, latents = compressor.embed_evidence([item["text"] for item in batch])
+        store.append([Record(id=item["id"], source=item.get("source", ""), text_sha256=text_hash(item["text"]),
+                             text=item["text"] if keep_text else None, metadata=item.get("metadata", {}))
+                      for item in batch], retrieval, latents)
+        if progress:
+            progress(min(start + batch_size, len(todo)), len(todo))
+    return [item["id"] for item in todo]
 
 
 def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,

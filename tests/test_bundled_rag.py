@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgegen import Compressor, LatentStore, load, rag
+from edgegen import Compressor, LatentStore, index_evidence, load, rag
 from edgegen.models import RAG_COMPRESSOR, RAG_GENERATOR
 
 MAKE_KB = Path(__file__).resolve().parent.parent / "examples" / "latent_memory" / "make_kb.py"
@@ -27,7 +27,7 @@ def store(kb, tmp_path_factory):
     compressor = Compressor(RAG_COMPRESSOR, provider="cpu")
     rows = [json.loads(line) for line in (kb / "evidence_heldout.jsonl").open()]
     with LatentStore.for_compressor(path, compressor) as writer:
-        writer.add([{"id": r["id"], "text": r["text"]} for r in rows], compressor, keep_text=True)
+        index_evidence(writer, [{"id": r["id"], "text": r["text"]} for r in rows], compressor, keep_text=True)
     return path
 
 

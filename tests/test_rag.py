@@ -12,7 +12,7 @@ from edgegen.export.compressor_graph import export_memory
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.latent_store import LatentStore
-from edgegen.runtime.rag import rag
+from edgegen.runtime.rag import index_evidence, rag
 
 FACTS = [{"text": "Ada Lovelace was born in London in 1815.", "source": "facts.txt"},
          {"text": "The Rhine flows through Basel.", "source": "facts.txt"},
@@ -32,17 +32,17 @@ def compressor(checkpoints, tmp_path_factory):
 @pytest.fixture
 def store(compressor, tmp_path):
     with LatentStore.for_compressor(tmp_path / "store", compressor) as writer:
-        writer.add(FACTS, compressor, keep_text=True, batch_size=3)
+        index_evidence(writer, FACTS, compressor, keep_text=True, batch_size=3)
     return LatentStore.open(tmp_path / "store")
 
 
 def test_add_is_resumable_and_checks_the_compressor(compressor, store, tmp_path):
     assert len(store) == 4 and "kenya" in store
     with LatentStore.open(tmp_path / "store", writable=True) as writer:
-        assert writer.add(FACTS + [{"text": "new fact"}], compressor) == [writer.records[-1].id]
+        assert index_evidence(writer, FACTS + [{"text": "new fact"}], compressor) == [writer.records[-1].id]
         writer.info = {**writer.info, "compressor": {"checksum": "other"}}
         with pytest.raises(EdgegenError, match="another compressor"):
-            writer.add([{"text": "x"}], compressor)
+            index_evidence(writer, [{"text": "x"}], compressor)
 
 
 def test_prompt_has_one_latent_per_item_in_the_reference_layout(compressor, store, latent_model):
@@ -132,9 +132,9 @@ def test_rag_commands(compressor, latent_model, tmp_path):
 def test_bad_items_are_clear_errors_and_add_nothing(compressor, tmp_path, item, message):
     with LatentStore.for_compressor(tmp_path / "store", compressor) as store:
         with pytest.raises(EdgegenError, match=message):
-            store.add([{"text": "fine", "id": "0"}, item], compressor)
+            index_evidence(store, [{"text": "fine", "id": "0"}, item], compressor)
         assert len(store) == 0
-        assert store.add([{"text": "fine", "id": "0"}], compressor) == ["0"]  # "0" is an id like any other
+        assert index_evidence(store, [{"text": "fine", "id": "0"}], compressor) == ["0"]  # "0" is an id like any other
 
 
 def test_a_huge_paragraph_is_cut_before_it_is_tokenized(compressor):
