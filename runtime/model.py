@@ -1,9 +1,8 @@
 """The user-facing model: generate, stream and chat over one engine."""
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
@@ -15,31 +14,9 @@ from .manifest import Manifest
 from .options import DEFAULT_BLOCK_SIZE, GenerationOptions
 from .pilot import BlockPilot, CostCurve, FixedBlock
 from .sampling import Sampler
+from .stats import Stats, StatsRecorder
 from .text import IncrementalDecoder, StopFilter
 from .tokenizer import Tokenizer
-
-
-@dataclass
-class Stats:
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0  # prompt tokens whose KV was reused from an earlier call
-    new_tokens: int = 0
-    forwards: int = 0
-    decoded_tokens: int = 0  # new tokens plus the end-of-sequence token when one ended the answer: all forwards made
-    tokens_per_forward: float = 0.0  # decoded tokens per forward (AR: exactly 1)
-    prefill_ms: float = 0.0  # the first forward, which processes the prompt
-    ttft_ms: float = 0.0  # from the call until the first token is known
-    decode_tokens: int = 0  # tokens after the first forward
-    decode_tokens_per_s: float = 0.0  # those tokens over the time after the first forward
-    total_ms: float = 0.0
-    mode: str = ""
-    drafts_proposed: int = 0  # verify mode: drafts checked against the model's own AR rows
-    drafts_accepted: int = 0
-    draft_acceptance_by_position: list = field(default_factory=list)  # accepted share of draft 1, 2, ...
-    drafts_by_source: dict = field(default_factory=dict)  # "mask"/"lookup" -> {"proposed", "accepted"}
-    forward_ms: float = 0.0  # time inside onnxruntime
-    loop_overhead_ms: float = 0.0  # time in the NumPy/Python loop after the first forward, outside onnxruntime
-    step_ms: list = field(default_factory=list)  # wall time of each decode step after the first forward
 
 
 @dataclass
@@ -95,10 +72,10 @@ class Generation:
     def _decode(self) -> Iterator[str]:
         model, options, engine = self.model, self.options, self.model.engine
         policy = model.block_policy(options)  # may measure the cost curve: before the cache is reused
-        start, forward_start = time.perf_counter(), engine.forward_seconds
+        clock = StatsRecorder(engine, len(self.prompt_ids), options.mode)
         pending = reuse_cached_prefix(engine, self.prompt_ids)
-        stats = Stats(prompt_tokens=len(self.prompt_ids), cached_prompt_tokens=len(self.prompt_ids) - len(pending))
-        stats.mode, drafts = options.mode, DraftStats()
+        clock.stats.cached_prompt_tokens = len(self.prompt_ids) - len(pending)
+        drafts = DraftStats()
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
         mask_id, candidates = model.manifest.mask_token_id, model.manifest.graph.topk
         # the top-k outputs serve whenever every token the sampler may choose is among them; entropy needs all
@@ -110,19 +87,10 @@ class Generation:
         else:
             blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
                                    options.max_accept, top_k)
-        pieces, reason, first_block_at, first_block_tokens = [], None, start, 0
+        pieces, reason = [], None
         try:
-            step_start = start
             for block in blocks:
-                stats.forwards += 1
-                now = time.perf_counter()
-                if stats.forwards == 1:
-                    first_block_at = now
-                    stats.ttft_ms = (first_block_at - start) * 1000
-                    stats.prefill_ms = (engine.forward_seconds - forward_start) * 1000
-                else:
-                    stats.step_ms.append((now - step_start) * 1000)
-                step_start = now
+                clock.forward_done()
                 for token in block:
                     piece, stop = self._commit(token)
                     if piece:
@@ -131,8 +99,8 @@ class Generation:
                     if stop:
                         reason = stop
                         break
-                if stats.forwards == 1:
-                    first_block_tokens = len(self.token_ids)
+                if clock.stats.forwards == 1:
+                    clock.first_block_tokens = len(self.token_ids)
                 if reason:
                     break
             else:
@@ -143,21 +111,7 @@ class Generation:
                 pieces.append(rest)
                 yield rest
         finally:
-            end = time.perf_counter()
-            stats.new_tokens = len(self.token_ids)
-            stats.decoded_tokens = stats.new_tokens + (reason == "eos")
-            stats.tokens_per_forward = stats.decoded_tokens / max(stats.forwards, 1)
-            stats.total_ms = (end - start) * 1000
-            stats.forward_ms = (engine.forward_seconds - forward_start) * 1000
-            decode_ms = (end - first_block_at) * 1000
-            stats.loop_overhead_ms = decode_ms - (stats.forward_ms - stats.prefill_ms)
-            stats.drafts_proposed, stats.drafts_accepted = drafts.proposed, drafts.accepted
-            stats.draft_acceptance_by_position = [accepted / proposed for proposed, accepted in drafts.by_position]
-            stats.drafts_by_source = {source: {"proposed": proposed, "accepted": accepted}
-                                      for source, (proposed, accepted) in drafts.by_source.items()}
-            stats.decode_tokens = stats.new_tokens - first_block_tokens
-            if stats.forwards > 1:
-                stats.decode_tokens_per_s = stats.decode_tokens / (decode_ms / 1000)
+            stats = clock.finish(len(self.token_ids), reason == "eos", drafts)
             self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
             if self.on_finish:
                 self.on_finish(self.result)
