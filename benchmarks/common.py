@@ -34,7 +34,7 @@ def load_prompts(model, path: Path, max_new_tokens: int) -> tuple[list[dict], li
 
 
 def run_to_end(model, prompt_ids: list[int], **options):
-    return model.start(prompt_ids, **options).run()
+    return model.stream(prompt_ids, **options).run()
 
 
 def tokens_per_forward(results) -> float:

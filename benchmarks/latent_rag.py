@@ -38,7 +38,7 @@ def normalize(text: str) -> str:
 
 def answer_over(generator, compressor, question: str, contexts: list) -> str:
     items, _ = build_prompt(generator.tokenizer, compressor.manifest.layout, question, contexts)
-    return generator.start(items, max_new_tokens=32, mode="verify").run().text
+    return generator.stream(items, max_new_tokens=32, mode="verify").run().text
 
 
 def main() -> None:

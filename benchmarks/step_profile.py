@@ -65,7 +65,7 @@ def profile_edgegen(model, prompts: list[list[int]], options: dict, clock: Clock
     for ids in prompts:
         model.engine.rewind(0)
         clock.counting = False  # the generation's first forward (the prefill) switches it on
-        result = model.start(ids, max_new_tokens=max_new_tokens, **options).run()
+        result = model.stream(ids, max_new_tokens=max_new_tokens, **options).run()
         steps += len(result.stats.step_ms)
         wall += sum(result.stats.step_ms) / 1000
     return {"steps": int(steps), "step_us": wall / steps * 1e6,

@@ -141,7 +141,7 @@ class Progress:
 
 
 def run_edgegen(model, prompt_ids: list[int], options: dict, row: Row) -> list[int]:
-    result = model.start(prompt_ids, **options).run()
+    result = model.stream(prompt_ids, **options).run()
     stats = result.stats
     for source, counts in stats.drafts_by_source.items():
         row.add_drafts(source, counts["proposed"], counts["accepted"])

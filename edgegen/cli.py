@@ -146,7 +146,7 @@ def read_prompt(args) -> str:
 def run_generate(args) -> int:
     prompt = read_prompt(args)
     model = load_model(args)
-    generation = model.start(model.encode_prompt(prompt, chat=args.chat), **decoding_options(args))
+    generation = model.stream(prompt, chat=args.chat, **decoding_options(args))
     for piece in generation:
         if not args.json:
             sys.stdout.write(piece)

@@ -112,7 +112,7 @@ def first_divergence(reference, prompt_ids: list[int], expected: list[int], got:
 
 
 def generate(model, prompt_ids: list[int], **options):
-    return model.start(prompt_ids, **options).run()
+    return model.stream(prompt_ids, **options).run()
 
 
 def conformance(model_dir: Path, provider: str, reference_dir: Path | None, threads: int | None,

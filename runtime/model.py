@@ -1,4 +1,5 @@
 """The user-facing model: generate, stream and chat over one engine."""
+import numbers
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,26 +174,32 @@ class Model:
             self._pilots[key] = DraftPilot(self.cost_curve, *key[:2])
         return self._pilots[key]
 
-    def encode_prompt(self, prompt: str | list[dict], chat: bool = False) -> list[int]:
-        """Token ids of a plain prompt, of one user message (chat=True), or of a list of chat messages
-        ({"role", "content"}), the last two wrapped in the chat template."""
+    def encode_prompt(self, prompt: str | list, chat: bool = False) -> list:
+        """Token ids of a prompt: plain text, text as one user message (chat=True), a list of chat messages
+        ({"role", "content"}, wrapped in the chat template), or token ids (and Latents) as they are."""
+        if isinstance(prompt, list) and prompt and all(
+                isinstance(item, (numbers.Integral, Latent)) and not isinstance(item, bool) for item in prompt):
+            return [item if isinstance(item, Latent) else int(item) for item in prompt]
         if isinstance(prompt, str) and chat:
             prompt = [{"role": "user", "content": prompt}]
-        if isinstance(prompt, list) and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in prompt):
+        if isinstance(prompt, list) and prompt and all(
+                isinstance(m, dict) and {"role", "content"} <= m.keys() for m in prompt):
             text = self.tokenizer.apply_chat_template(prompt)
             return self.tokenizer.encode(text, add_special_tokens=False)
         if not isinstance(prompt, str):
-            raise EdgegenError(f"a prompt is a str or a list of chat messages like [{{'role': 'user', 'content': "
-                               f"'...'}}], not {type(prompt).__name__}; for token ids use model.start(ids)")
+            raise EdgegenError(f"a prompt is a str, a list of chat messages like [{{'role': 'user', 'content': "
+                               f"'...'}}] or a list of token ids, not {str(prompt)[:60]!r}")
         return self.tokenizer.encode(prompt)
 
-    def start(self, prompt_ids: list, on_finish=None, **options) -> Generation:
-        """A generation over token ids; checks the options and that the prompt fits before anything runs."""
+    def stream(self, prompt: str | list, chat: bool = False, on_finish=None, **options) -> Generation:
+        """A generation to iterate for text pieces (see encode_prompt for the prompt); the options and that the
+        prompt fits are checked before anything runs."""
         unknown = set(options) - {f.name for f in fields(GenerationOptions)}
         if unknown:
             raise EdgegenError(f"unknown generation option(s) {', '.join(sorted(unknown))}; the options are "
                                f"{', '.join(f.name for f in fields(GenerationOptions))}")
         opts = GenerationOptions(**options).check(self.manifest)
+        prompt_ids = self.encode_prompt(prompt, chat) if not isinstance(prompt, (str, list)) or prompt else []
         if not prompt_ids:
             raise EdgegenError("the prompt is empty; give at least one token of text")
         latents = [item for item in prompt_ids if isinstance(item, Latent)]
@@ -207,11 +214,8 @@ class Model:
                                f"max_context (this export allows up to {self.manifest.max_context})")
         return Generation(self, prompt_ids, opts, on_finish)
 
-    def stream(self, prompt: str | list[dict], **options) -> Generation:
-        return self.start(self.encode_prompt(prompt), **options)
-
-    def generate(self, prompt: str | list[dict], **options) -> Result:
-        return self.stream(prompt, **options).run()
+    def generate(self, prompt: str | list, chat: bool = False, **options) -> Result:
+        return self.stream(prompt, chat, **options).run()
 
     def chat(self, system: str | None = None, **options) -> "Chat":
         return Chat(self, system, **options)
@@ -246,7 +250,7 @@ class Chat:
         def record(result: Result):
             self.messages[:] = messages + [{"role": "assistant", "content": result.text}]
 
-        return self.model.start(ids, on_finish=record, **options)
+        return self.model.stream(ids, on_finish=record, **options)
 
     def send(self, text: str, **options) -> Result:
         """One whole turn; turns sent from several threads take their turns one after another."""

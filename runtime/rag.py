@@ -107,5 +107,5 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
     contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
     items, context = build_prompt(generator.tokenizer, compressor.manifest.layout, question, contexts)
     options = {"max_new_tokens": 32, **{name: value for name, value in options.items() if value is not None}}
-    result = generator.start(items, **options).run()
+    result = generator.stream(items, **options).run()
     return RagAnswer(result.text.strip(), hits, len(items), context, result)

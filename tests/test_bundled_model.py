@@ -29,7 +29,7 @@ def heldout(model):
 
 
 def run(model, ids, **options):
-    generation = model.start(ids, max_new_tokens=64, **options)
+    generation = model.stream(ids, max_new_tokens=64, **options)
     text = "".join(generation)
     return generation.result, text
 

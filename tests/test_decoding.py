@@ -162,13 +162,16 @@ def test_chat_messages_are_a_prompt_too(mars_model):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"}]
     ids = mars_model.tokenizer.encode(mars_model.tokenizer.apply_chat_template(messages), add_special_tokens=False)
     assert mars_model.encode_prompt(messages) == ids
-    generation = mars_model.start(ids, max_new_tokens=6)
+    generation = mars_model.stream(ids, max_new_tokens=6)
     list(generation)  # runs it
     assert mars_model.generate(messages, max_new_tokens=6).token_ids == generation.result.token_ids
     assert mars_model.encode_prompt("hello", chat=True) == mars_model.encode_prompt(messages[1:])
-    for bad in ([1, 2, 3], [{"content": "no role"}], None):
-        with pytest.raises(EdgegenError, match="a prompt is a str or a list of chat messages"):
+    assert mars_model.generate([5, 6, 7], max_new_tokens=3).stats.prompt_tokens == 3  # token ids as they are
+    for bad in ([1, "2"], [{"content": "no role"}], None, 5, np.array([1, 2])):
+        with pytest.raises(EdgegenError, match="a prompt is a str, a list of chat messages .* or a list of token ids"):
             mars_model.generate(bad)
+    with pytest.raises(EdgegenError, match="the prompt is empty"):
+        mars_model.generate([])
 
 
 @pytest.mark.parametrize("options, message", [

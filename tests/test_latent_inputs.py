@@ -54,27 +54,27 @@ def hf_greedy_from_embeds(reference, items, max_new_tokens):
                                      {"mode": "verify", "block_size": 4}])
 def test_every_mode_generates_the_greedy_answer_with_latents(latent_model, reference, options):
     items = prompt_with_latents(latent_model)
-    result = latent_model.start(items, max_new_tokens=20, **options)
+    result = latent_model.stream(items, max_new_tokens=20, **options)
     list(result)
     assert result.result.token_ids == hf_greedy_from_embeds(reference, items, 20)
 
 
 def test_cached_prefix_stops_at_a_different_latent(latent_model):
     items = prompt_with_latents(latent_model)
-    first = latent_model.start(items, max_new_tokens=4, mode="ar")
+    first = latent_model.stream(items, max_new_tokens=4, mode="ar")
     list(first)
-    same = latent_model.start(items, max_new_tokens=4, mode="ar")
+    same = latent_model.stream(items, max_new_tokens=4, mode="ar")
     list(same)
     assert same.result.stats.cached_prompt_tokens == len(items) - 1
     changed = items[:]
     changed[items.index(latent(2))] = latent(3)
-    other = latent_model.start(changed, max_new_tokens=4, mode="ar")
+    other = latent_model.stream(changed, max_new_tokens=4, mode="ar")
     list(other)
     assert other.result.stats.cached_prompt_tokens == items.index(latent(2))
 
 
 def test_latents_need_a_latent_graph_of_the_right_size(mars_model, latent_model):
     with pytest.raises(EdgegenError, match="re-export it with `edgegen export --latent-inputs`"):
-        mars_model.start([5, latent(1), 6])
+        mars_model.stream([5, latent(1), 6])
     with pytest.raises(EdgegenError, match="hidden size 64"):
-        latent_model.start([5, latent(1, size=10), 6])
+        latent_model.stream([5, latent(1, size=10), 6])

@@ -58,7 +58,7 @@ def test_prompt_has_one_latent_per_item_in_the_reference_layout(compressor, stor
     decode = latent_model.tokenizer.decode
     assert decode(items[latents[0] + 1:latents[1]]) == "\nLatent context 2: "
     assert decode(items[latents[-1] + 1:]).startswith("\nQuestion: Where was Ada Lovelace born?")
-    again = latent_model.start(items, mode="ar", max_new_tokens=8)
+    again = latent_model.stream(items, mode="ar", max_new_tokens=8)
     assert "".join(again).strip() == answer.text  # rag strips the answer's surrounding whitespace
 
 

@@ -104,7 +104,7 @@ def test_chat_reuses_the_kv_cache_of_earlier_turns(mars_model):
     # the same prompt from an empty cache gives the same answer
     prompt = mars_model.tokenizer.apply_chat_template(chat.messages[:4])
     mars_model.engine.rewind(0)
-    fresh = mars_model.start(mars_model.tokenizer.encode(prompt, add_special_tokens=False), max_new_tokens=12,
+    fresh = mars_model.stream(mars_model.tokenizer.encode(prompt, add_special_tokens=False), max_new_tokens=12,
                              block_size=1)
     assert "".join(fresh) == second.text
 
