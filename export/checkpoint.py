@@ -182,6 +182,29 @@ class Weights:
     def __contains__(self, name: str) -> bool:
         return name in self.location
 
+    def shape(self, name: str) -> list[int]:
+        return self.location[name].tensors[name]["shape"]
+
+    def check_against(self, spec: "ModelSpec") -> None:
+        """The config must describe these weights: layer count, embedding table and attention sizes."""
+        layers = {int(m.group(1)) for name in self.location if (m := re.match(r"model\.layers\.(\d+)\.", name))}
+        embedding = self.shape("model.embed_tokens.weight") if "model.embed_tokens.weight" in self else None
+        q_rows = self.shape("model.layers.0.self_attn.q_proj.weight")[0] if layers else None
+        problems = [
+            (layers != set(range(spec.num_layers)),
+             f"config.json says {spec.num_layers} layers, the weights hold layers {sorted(layers)[:3]}..."
+             f"{sorted(layers)[-1:] if layers else ''} ({len(layers)})"),
+            (embedding != [spec.vocab_size, spec.hidden_size],
+             f"config.json says vocab {spec.vocab_size} x hidden {spec.hidden_size}, the embedding table is "
+             f"{embedding}"),
+            (q_rows is not None and q_rows != spec.num_heads * spec.head_dim,
+             f"config.json says {spec.num_heads} heads of {spec.head_dim}, q_proj has {q_rows} rows"),
+        ]
+        wrong = [message for bad, message in problems if bad]
+        if wrong:
+            raise ExportError(f"the checkpoint's config does not match its weights: {'; '.join(wrong)}; fix "
+                              "config.json or use the checkpoint it belongs to")
+
     def get(self, name: str) -> np.ndarray:
         if name not in self.location:
             raise ExportError(f"incomplete checkpoint: tensor {name} is missing from the safetensors files")

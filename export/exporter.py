@@ -150,6 +150,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
         require_file(src, name, "edgegen needs the fast-tokenizer files; create them with transformers: "
                                 "AutoTokenizer.from_pretrained(SRC).save_pretrained(SRC)")
     weights = Weights(src)
+    weights.check_against(spec)  # with or without --no-verify
     max_context = max_context or spec.max_position_embeddings
     if max_context < MIN_CONTEXT:
         raise ExportError(f"--max-context must be at least {MIN_CONTEXT}, got {max_context}")

@@ -147,7 +147,11 @@ class Engine:
                                    "`edgegen export --topk K`")
             self._bind_outputs(logits_to_keep, top_k)
         start = time.perf_counter()
-        self.session.run_with_iobinding(binding)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors are plain pybind exceptions
+            raise EdgegenError(f"onnxruntime failed on {past} cached + {new} new tokens ({str(e)[:300]}); the graph "
+                               "does not match edgegen.json (edited, or another export's): re-export the model") from e
         self.forward_seconds += time.perf_counter() - start
         self.tokens.extend(items)
         if not top_k:

@@ -96,3 +96,19 @@ def test_broken_pipes_and_a_full_disk_end_quietly(model_copy):
     with open("/dev/full", "w") as full:
         run = edgegen("generate", model_copy, "--prompt", "x = 1", "--max-new-tokens", "50", stdout=full)
     assert run.returncode == 1 and "No space left on device" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_manifest_promising_more_context_than_the_graph_has_is_a_clear_error(model_copy):
+    rewrite_manifest(model_copy, lambda d: {**d, "max_context": 4096})
+    model = load(model_copy, provider="cpu", max_context=1024)
+    with pytest.raises(EdgegenError, match="onnxruntime failed on .* re-export the model"):
+        model.generate(list(range(5, 400)), max_new_tokens=2)
+
+
+def test_export_checks_the_config_against_the_weights_even_without_verify(checkpoints, tmp_path):
+    source = shutil.copytree(checkpoints["mars"], tmp_path / "ckpt")
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    with pytest.raises(EdgegenError, match="config.json says 1 layers, the weights hold layers"):
+        export_model(source, tmp_path / "out", verify=False, quiet=True)
+    assert not (tmp_path / "out").exists()
