@@ -255,17 +255,27 @@ def best_ratio(summaries: list[dict]) -> tuple[dict, dict, float]:
     return best, rival, best["decode_tokens_per_s"] / rival["decode_tokens_per_s"]
 
 
+COLUMNS = [  # header, summary key, format
+    ("config", "config", "{}"), ("TTFT p50 ms", "ttft_ms_p50", "{:.1f}"),
+    ("prefill tok/s", "prefill_tokens_per_s", "{:.0f}"), ("decode tok/s", "decode_tokens_per_s", "{:.0f}"),
+    ("tok/forward", "tokens_per_forward", "{:.2f}"), ("draft acceptance", "drafts", "{}"),
+    ("step p50 ms", "step_ms_p50", "{:.2f}"), ("step p99 ms", "step_ms_p99", "{:.2f}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"), ("same as AR", "same", "{}"),
+]
+
+
 def print_table(summaries: list[dict]) -> None:
-    header = ["config", "TTFT p50 ms", "prefill tok/s", "decode tok/s", "tok/forward", "draft acceptance",
-              "step p50 ms", "step p99 ms", "peak RSS MB", "same as AR"]
-    keys = ["config", "ttft_ms_p50", "prefill_tokens_per_s", "decode_tokens_per_s", "tokens_per_forward", "drafts",
-            "step_ms_p50", "step_ms_p99", "peak_rss_mb", "same"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    """A Markdown table whose columns line up in a terminal too; numbers rounded to what is meaningful."""
+    rows = [[header for header, _, _ in COLUMNS]]
     for s in summaries:
         s = {**s, "drafts": " ".join(f"{k} {v:.2f}" for k, v in s["draft_acceptance"].items()) or "-",
              "same": "-" if s["same_as_ar"] is None else f"{s['same_as_ar']}/{s['prompts']}"}
-        print("| " + " | ".join(f"{s[k]:.2f}" if isinstance(s[k], float) else str(s[k]) for k in keys) + " |")
+        rows.append([form.format(s[key]) for _, key, form in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["| " + " | ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (width + 1) + (":" if i else "-") for i, width in enumerate(widths)) + "|")
+    print("\n".join(lines))
 
 
 def plot(summaries: list[dict], path: Path) -> None:

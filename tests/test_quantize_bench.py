@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from edgegen import EdgegenError, load
-from edgegen.bench import parse_config
+from edgegen.bench import parse_config, print_table
 from edgegen.export import export_model
 
 QUANTIZED_OPS = {"int8": "MatMulInteger", "int4": "MatMulNBits"}
@@ -125,3 +125,13 @@ def test_a_quantized_export_prints_its_stages_not_the_quantizers_log(checkpoints
                           "--dtype", "int4", "--no-verify"], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert "[INFO]" not in run.stderr and "quantized the MatMul weights to int4" in run.stderr
+
+
+def test_the_bench_table_lines_up(capsys):
+    summary = {"config": "verify", "ttft_ms_p50": 2.6789, "prefill_tokens_per_s": 12321.456, "runs": 1,
+               "decode_tokens_per_s": 1535.123, "tokens_per_forward": 1.4567, "draft_acceptance": {"mask": 0.49},
+               "step_ms_p50": 0.5912, "step_ms_p99": 1.21, "peak_rss_mb": 116.8, "same_as_ar": 8, "prompts": 8}
+    print_table([summary, {**summary, "config": "ar", "draft_acceptance": {}, "same_as_ar": None}])
+    lines = capsys.readouterr().out.splitlines()
+    assert len({len(line) for line in lines}) == 1 and len(lines) == 4
+    assert " 12321 |" in lines[2] and " 2.7 |" in lines[2] and "12321.46" not in lines[2]
