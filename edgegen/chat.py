@@ -2,23 +2,25 @@
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from .runtime import EdgegenError, GenerationOptions
 from .runtime.cache import cache_dir
 from .runtime.options import OPTION_FIELDS, THRESHOLD_OPTIONS, parse_option
 
-HELP = """commands:
+ALIASES = {"block": "block_size"}
+SETTINGS = ", ".join(f"{name} ({'|'.join(f.metadata['choices'])})" if f.metadata["choices"] else name
+                     for name, f in OPTION_FIELDS.items() if name != "stop")
+HELP = f"""commands:
   /reset            start a new conversation (the system prompt stays)
   /stats            statistics of the last answer
-  /set KEY=VALUE    change a decoding option: mode (ar|threshold|verify), drafts (auto|mask|lookup),
-                    block (a number or auto), threshold, acceptance, max_accept, temperature, top_k,
-                    top_p, seed, max_new_tokens
+  /set KEY=VALUE    change a decoding option (KEY= alone restores its default; block is block_size):
+{textwrap.fill(SETTINGS, 100, initial_indent=" " * 20, subsequent_indent=" " * 20)}
   /save FILE        write the conversation to FILE as JSON
   /help             this text
   /quit             leave (Ctrl-D does too)
 Ctrl-C stops an answer; at the prompt, press it twice to leave."""
-ALIASES = {"block": "block_size"}
 
 def history_file() -> Path:
     """$EDGEGEN_HISTORY, else chat_history in edgegen's cache directory ($EDGEGEN_CACHE, $XDG_CACHE_HOME/edgegen)."""
