@@ -64,7 +64,13 @@ class Tokenizer:
                                   "(or tokenizer_config.json's chat_template) in the model directory"
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self.fast.encode(text, add_special_tokens=add_special_tokens).ids
+        if not isinstance(text, str):
+            raise EdgegenError(f"text to encode must be a str, not {type(text).__name__}")
+        try:
+            return self.fast.encode(text, add_special_tokens=add_special_tokens).ids
+        except TypeError:  # lone surrogates (from JSON "\ud800"): not encodable text; read them as U+FFFD
+            text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+            return self.fast.encode(text, add_special_tokens=add_special_tokens).ids
 
     def decode(self, ids: list[int]) -> str:
         return self.fast.decode(ids, skip_special_tokens=True)

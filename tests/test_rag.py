@@ -142,3 +142,9 @@ def test_a_huge_paragraph_is_cut_before_it_is_tokenized(compressor):
     limit = compressor.manifest.max_evidence_tokens
     assert (compressor._ids(paragraph) == compressor._ids(paragraph[:20_000])).all()
     assert compressor._ids(paragraph).shape == (1, limit)
+
+
+def test_a_question_with_nul_bytes_or_surrogates_is_answered_not_a_traceback(compressor, store, latent_model):
+    for question in ("Where was\x00 Ada born?", "Where \ud800 was Ada born?"):
+        answer = rag(question, store, latent_model, compressor, k=2, max_new_tokens=4)
+        assert len(answer.hits) == 2
