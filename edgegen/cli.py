@@ -17,6 +17,7 @@ from .runtime import EdgegenError
 from .runtime.jsonl import read_text
 from .runtime.options import OPTION_FIELDS
 from .runtime.providers import MAX_THREADS
+from .serve import add_serve
 from .train.cli import add_train
 
 WORKSTATION_MODULES = {"torch", "transformers", "onnx", "safetensors"}  # the export/train extras, never the device
@@ -238,6 +239,7 @@ def main(argv=None) -> int:
     add_chat(commands)
     add_rag(commands, add_decoding_options, decoding_options)
     add_bench(commands)
+    add_serve(commands, add_model_options, whole_number)
     add_doctor(commands)
     add_build_engine(commands)
     add_train(commands)
