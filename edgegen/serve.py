@@ -6,8 +6,11 @@ has its generation closed at once, which frees the model for the next request.
 """
 import asyncio
 import json
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -292,3 +295,24 @@ def add_serve(commands, add_model_options, whole_number) -> None:
                    help="requests that may wait while one runs; beyond them, 503 with Retry-After (default 8)")
     p.add_argument("--name", help="the model id clients see (default: the model directory's name)")
     p.set_defaults(run=run_serve)
+
+
+def spawn(*args, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """Start `edgegen serve ARGS` in a subprocess on a free local port; returns it and its base URL once /health
+    answers (for tests, benchmarks and apps that run the server beside them)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "edgegen", "serve", "--port", str(port), *map(str, args)],
+                               stderr=subprocess.PIPE, text=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1)
+            return process, url
+        except OSError:
+            if process.poll() is not None:
+                raise EdgegenError(f"edgegen serve exited: {process.stderr.read()[-2000:]}") from None
+            time.sleep(0.2)
+    process.kill()
+    raise EdgegenError(f"edgegen serve did not answer on {url} within {timeout} s")

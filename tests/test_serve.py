@@ -1,7 +1,4 @@
 """`edgegen serve` driven by the official openai client, as an app would: a server subprocess on a free port."""
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -12,14 +9,9 @@ openai = pytest.importorskip("openai")
 pytest.importorskip("starlette")
 
 import edgegen  # noqa: E402
+from edgegen.serve import spawn  # noqa: E402
 
 NUMBER = [{"role": "user", "content": "Write 31415 in words."}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,26 +19,9 @@ def local():
     return edgegen.load()
 
 
-def start_server(*args):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "edgegen", "serve", "--port", str(port), *map(str, args)],
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError(process.stderr.read()) from None
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("the server did not come up")
-
-
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server()
+    process, url = spawn()
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -107,7 +82,7 @@ def metric(url: str, name: str) -> float:
 
 def test_a_client_that_leaves_mid_stream_frees_the_model_at_once(exported):
     """The tiny random model runs to max_tokens (it rarely ends), so the stream is still going when it is left."""
-    process, url = start_server(exported["mars"])
+    process, url = spawn(exported["mars"])
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
     try:
         for _ in range(3):
@@ -125,7 +100,7 @@ def test_a_client_that_leaves_mid_stream_frees_the_model_at_once(exported):
 
 
 def test_an_api_key_is_required_when_set():
-    process, url = start_server("--api-key", "sesame")
+    process, url = spawn("--api-key", "sesame")
     try:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
@@ -137,7 +112,7 @@ def test_an_api_key_is_required_when_set():
 
 
 def test_a_full_queue_answers_503_with_retry_after(exported):
-    process, url = start_server(exported["mars"], "--max-queue", "0")
+    process, url = spawn(exported["mars"], "--max-queue", "0")
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
     outcomes = []
 
