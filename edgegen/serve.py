@@ -13,6 +13,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .runtime import EdgegenError
 from .runtime.options import OPTION_FIELDS
@@ -26,7 +27,7 @@ UNSUPPORTED = {"response_format": "structured output is not built yet", "tools":
                "audio": "audio is not supported", "modalities": "only text is supported",
                "prediction": "predicted outputs are not supported"}
 HARMLESS = {"model", "user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream", "stream_options",
-            "n", "messages", "prompt"}
+            "n", "messages", "prompt", "rag"}
 OPENAI_NAMES = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens"}
 EXTRA = {name for name in OPTION_FIELDS if name not in ("max_new_tokens",)}  # edgegen's own knobs, via extra_body
 
@@ -101,8 +102,9 @@ class Metrics:
 
 
 class Server:
-    def __init__(self, model, name: str, api_key: str | None, max_queue: int):
-        self.model, self.name, self.api_key, self.max_queue = model, name, api_key, max_queue
+    def __init__(self, model, name: str, api_key: str | None, max_queue: int, rag=None):
+        """`rag`: (store, compressor) when started with --rag, for requests that ask for retrieval."""
+        self.model, self.name, self.api_key, self.max_queue, self.rag = model, name, api_key, max_queue, rag
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="edgegen-model")  # every generation runs here
         self.turn = asyncio.Lock()  # binds to the server's event loop on first use
         self.waiting = 0  # requests running or queued
@@ -119,6 +121,21 @@ class Server:
         if self.waiting > self.max_queue:
             raise RequestError(503, f"the model is busy and {self.max_queue} request(s) already wait; retry shortly",
                                "server_busy", headers={"Retry-After": "1"})
+
+    def rag_prompt(self, request: dict, messages: list[dict], options: dict) -> list:
+        """The latent-RAG prompt for the last user message, as `edgegen rag ask` builds it."""
+        from .runtime.rag import RAG_MAX_NEW_TOKENS, retrieve
+
+        if self.rag is None:
+            raise RequestError(400, "this server has no latent store: start it with --rag STORE", param="rag")
+        if not isinstance(request, dict) or not isinstance(request.get("k", 5), int) or request.get("k", 5) < 1:
+            raise RequestError(400, 'rag must be an object like {"k": 5} (k: whole number >= 1)', param="rag")
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        if not question:
+            raise RequestError(400, "rag needs a user message to answer", param="messages")
+        options.setdefault("max_new_tokens", RAG_MAX_NEW_TOKENS)
+        store, compressor = self.rag
+        return retrieve(question, store, self.model, compressor, request.get("k", 5))[0]
 
     async def generate(self, prompt, chat: bool, options: dict, stream: bool, make_chunk, make_response,
                        include_usage: bool):
@@ -208,6 +225,8 @@ def build_app(server: Server):
     async def chat_completions(request):
         body = await read_body(request)
         messages, options = chat_messages(body), generation_options(body)
+        prompt = messages if body.get("rag") in (None, False) else \
+            await server.on_model_thread(server.rag_prompt, body["rag"], messages, options)
         stream, include_usage = bool(body.get("stream")), bool((body.get("stream_options") or {}).get("include_usage"))
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -224,7 +243,7 @@ def build_app(server: Server):
             return {**base, "choices": [{"index": 0, "delta": delta,
                                          "finish_reason": FINISH[result.stop_reason] if result else None}]}
 
-        return await server.generate(messages, False, options, stream, chunk, response, include_usage)
+        return await server.generate(prompt, False, options, stream, chunk, response, include_usage)
 
     async def completions(request):
         body = await read_body(request)
@@ -273,11 +292,22 @@ def run_serve(args) -> int:
         raise EdgegenError("`edgegen serve` needs the serve extra: pip install -e '.[serve]'") from None
     from . import load
 
-    model = load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads)
+    if args.rag:
+        from .models import RAG_GENERATOR
+        from .runtime.compressor import Compressor
+        from .runtime.latent_store import LatentStore
+
+        store = LatentStore.open(args.rag)
+        compressor_dir = args.rag_compressor or store.info.get("compressor_path")
+        if not compressor_dir:
+            raise EdgegenError("the store does not say where its compressor is; pass --rag-compressor DIR")
+        rag = (store, Compressor(compressor_dir, provider=args.provider))
+    model = load(args.model or (RAG_GENERATOR if args.rag else None), provider=args.provider,
+                 max_context=args.max_context, threads=args.threads)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(f"edgegen: warning: serving on {args.host} without --api-key: anyone who can reach this port can use "
               "the model", file=sys.stderr)
-    server = Server(model, args.name or model.path.name, args.api_key, args.max_queue)
+    server = Server(model, args.name or model.path.name, args.api_key, args.max_queue, rag if args.rag else None)
     print(f"edgegen serve · {server.name} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(build_app(server), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -294,6 +324,10 @@ def add_serve(commands, add_model_options, whole_number) -> None:
     p.add_argument("--max-queue", type=whole_number(0), default=8,
                    help="requests that may wait while one runs; beyond them, 503 with Retry-After (default 8)")
     p.add_argument("--name", help="the model id clients see (default: the model directory's name)")
+    p.add_argument("--rag", type=Path, metavar="STORE",
+                   help='a latent store: chat requests with "rag": {"k": 5} in the body answer from it, as `edgegen '
+                        'rag ask` does (MODEL then defaults to the bundled latent-RAG generator)')
+    p.add_argument("--rag-compressor", type=Path, help="default: the compressor the store was indexed with")
     p.set_defaults(run=run_serve)
 
 

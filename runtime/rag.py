@@ -17,6 +17,7 @@ from .model import Model, Result
 from .tokenizer import Tokenizer
 
 PLACEHOLDER = "\x00context\x00"
+RAG_MAX_NEW_TOKENS = 32  # the reference's answer length
 
 
 @dataclass
@@ -89,14 +90,10 @@ def index_evidence(store: LatentStore, items: list[dict], compressor: Compressor
     return [item["id"] for item in todo]
 
 
-def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,
-        compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, **options) -> RagAnswer:
-    """Answer a question from a latent store: embed it, retrieve the top k, generate over their latents.
-    Unset options take their defaults (lossless "verify" decoding: an answer is a few tokens, and one wrongly
-    accepted threshold-mode token, say an early end of turn, would cost all of it)."""
-    store = store if isinstance(store, LatentStore) else LatentStore.open(store)
-    generator = generator if isinstance(generator, Model) else Model(generator)
-    compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
+def retrieve(question: str, store: LatentStore, generator: Model, compressor: Compressor, k: int = 5,
+             as_text: bool = False) -> tuple[list, list[Hit], int]:
+    """The generator's prompt for a question over its top-k evidence: (prompt items with latents in place,
+    the hits, how many items hold the context)."""
     if not as_text and compressor.manifest.generator_hidden != generator.manifest.hidden_size:
         raise EdgegenError(f"the compressor makes {compressor.manifest.generator_hidden}-d latents but the generator's "
                            f"embeddings are {generator.manifest.hidden_size}-d: use the generator it was trained for")
@@ -106,6 +103,19 @@ def rag(question: str, store: LatentStore | str | Path, generator: Model | str |
                            "the raw-text baseline")
     contexts = [hit.record.text if as_text else Latent(store.latent(hit.row)) for hit in hits]
     items, context = build_prompt(generator.tokenizer, compressor.manifest.layout, question, contexts)
-    options = {"max_new_tokens": 32, **{name: value for name, value in options.items() if value is not None}}
+    return items, hits, context
+
+
+def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,
+        compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, **options) -> RagAnswer:
+    """Answer a question from a latent store: embed it, retrieve the top k, generate over their latents.
+    Unset options take their defaults (lossless "verify" decoding: an answer is a few tokens, and one wrongly
+    accepted threshold-mode token, say an early end of turn, would cost all of it)."""
+    store = store if isinstance(store, LatentStore) else LatentStore.open(store)
+    generator = generator if isinstance(generator, Model) else Model(generator)
+    compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
+    items, hits, context = retrieve(question, store, generator, compressor, k, as_text)
+    options = {"max_new_tokens": RAG_MAX_NEW_TOKENS, **{name: value for name, value in options.items()
+                                                        if value is not None}}
     result = generator.stream(items, **options).run()
     return RagAnswer(result.text.strip(), hits, len(items), context, result)

@@ -134,3 +134,30 @@ def test_a_full_queue_answers_503_with_retry_after(exported):
         process.wait(timeout=10)
     assert "ok" in outcomes and (503, "1") in outcomes, outcomes
     assert all(outcome in ("ok", (503, "1")) for outcome in outcomes)
+
+
+def test_rag_requests_answer_as_rag_ask_does(tmp_path):
+    from edgegen import Compressor, LatentStore, index_evidence, rag
+    from edgegen.models import RAG_COMPRESSOR, RAG_GENERATOR
+
+    compressor = Compressor(RAG_COMPRESSOR)
+    with LatentStore.for_compressor(tmp_path / "store", compressor) as store:
+        index_evidence(store, [{"text": "Kosa Gili was born in Kelmar."}, {"text": "The Rhine flows through Basel."}],
+                       compressor, keep_text=True)
+    question = [{"role": "user", "content": "Where was Kosa Gili born?"}]
+    expected = rag(question[0]["content"], tmp_path / "store", edgegen.load(RAG_GENERATOR), compressor, k=2).text
+    process, url = spawn("--rag", tmp_path / "store")
+    try:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model="generator", messages=question, extra_body={"rag": {"k": 2}})
+        assert reply.choices[0].message.content.strip() == expected
+        with pytest.raises(openai.BadRequestError, match="rag must be an object"):
+            client.chat.completions.create(model="generator", messages=question, extra_body={"rag": {"k": 0}})
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_rag_requests_to_a_server_without_a_store_are_refused(client):
+    with pytest.raises(openai.BadRequestError, match="start it with --rag STORE"):
+        client.chat.completions.create(model="default", messages=NUMBER, extra_body={"rag": {"k": 2}})
