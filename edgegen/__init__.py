@@ -15,10 +15,11 @@ __all__ = ["DEFAULT_MODEL", "Chat", "Compressor", "EdgegenError", "Generation", 
 
 
 def load(path: str | Path | None = None, provider: str = "auto", max_context: int | None = None,
-         threads: int | None = None, wait: float | None = None) -> Model:
+         threads: int | None = None, wait: float | None = None, prompt_cache: str | Path | None = None) -> Model:
     """Load an exported model directory; with no path, the bundled default model. `wait`: seconds a generation
-    waits while another thread's generation holds the model (None: until it is free)."""
+    waits while another thread's generation holds the model (None: until it is free); `prompt_cache`: a
+    directory where prompts' KV is kept, so that later processes skip the prefill of prefixes seen before."""
     if path is None and not (DEFAULT_MODEL / "edgegen.json").is_file():
         raise EdgegenError(f"the bundled default model is missing from this installation ({DEFAULT_MODEL}); "
                            "reinstall edgegen, or pass the directory of a model made with `edgegen export`")
-    return load_model(path or DEFAULT_MODEL, provider, max_context, threads, wait)
+    return load_model(path or DEFAULT_MODEL, provider, max_context, threads, wait, prompt_cache)

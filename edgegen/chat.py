@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .runtime import EdgegenError, GenerationOptions
 from .runtime.cache import cache_dir
+from .runtime.jsonl import read_text
 from .runtime.options import OPTION_FIELDS, THRESHOLD_OPTIONS, parse_option
 
 ALIASES = {"block": "block_size"}
@@ -71,6 +72,19 @@ def parse_setting(text: str, options: dict, model) -> dict:
     return updated
 
 
+def saved_conversation(path: Path) -> list[dict]:
+    """The messages /save wrote: a JSON list of {"role", "content"}."""
+    try:
+        messages = json.loads(read_text(path))
+    except ValueError as e:
+        raise EdgegenError(f"{path} is not a conversation saved by /save ({e})") from None
+    if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages):
+        raise EdgegenError(f"{path} is not a conversation saved by /save (a JSON list of role/content messages)")
+    return messages
+
+
 def stats_table(stats) -> str:
     """The last answer's statistics, one per line, numbers rounded for reading (step times summarized)."""
     rows = {name: value for name, value in vars(stats).items() if name != "step_ms"}
@@ -103,8 +117,11 @@ def answer(chat, text: str, out=sys.stdout) -> object:
     return generation.result
 
 
-def run_chat(model, system: str | None, options: dict) -> int:
+def run_chat(model, system: str | None, options: dict, resume: Path | None = None) -> int:
     chat = model.chat(system=system, **options)
+    if resume:
+        chat.messages = saved_conversation(resume)
+        print(f"[resumed {len(chat.messages)} messages from {resume}]", file=sys.stderr)
     enable_line_editing()
     print(f"edgegen chat · {model.path.name} · max context {model.max_context} · /help for commands",
           file=sys.stderr)

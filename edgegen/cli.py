@@ -89,6 +89,9 @@ def add_model_options(p) -> None:
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda or tensorrt")
     p.add_argument("--threads", type=whole_number(1, MAX_THREADS), help="CPU threads for onnxruntime")
     p.add_argument("--max-context", type=whole_number(1), help="KV cache length (default: min(2048, the export's))")
+    p.add_argument("--prompt-cache", type=Path, metavar="DIR",
+                   help="keep prompts' KV in DIR, so that later runs skip the prefill of prefixes seen before "
+                        "(a long system prompt is paid once)")
 
 
 def add_decoding_options(p) -> None:
@@ -111,7 +114,8 @@ def decoding_options(args) -> dict:
 
 
 def load_model(args):
-    return load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads)
+    return load(args.model, provider=args.provider, max_context=args.max_context, threads=args.threads,
+                prompt_cache=args.prompt_cache)
 
 
 def add_generate(commands) -> None:
@@ -132,8 +136,9 @@ def add_chat(commands) -> None:
                             description="Chat in the terminal: streaming, multi-turn with KV reuse, /help.")
     add_model_options(p)
     p.add_argument("--system", help="system prompt")
+    p.add_argument("--resume", type=Path, metavar="FILE", help="continue a conversation saved with /save")
     add_decoding_options(p)
-    p.set_defaults(run=lambda args: run_chat(load_model(args), args.system, decoding_options(args)))
+    p.set_defaults(run=lambda args: run_chat(load_model(args), args.system, decoding_options(args), args.resume))
 
 
 def read_prompt(args) -> str:

@@ -303,7 +303,7 @@ def run_serve(args) -> int:
             raise EdgegenError("the store does not say where its compressor is; pass --rag-compressor DIR")
         rag = (store, Compressor(compressor_dir, provider=args.provider))
     model = load(args.model or (RAG_GENERATOR if args.rag else None), provider=args.provider,
-                 max_context=args.max_context, threads=args.threads)
+                 max_context=args.max_context, threads=args.threads, prompt_cache=args.prompt_cache)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(f"edgegen: warning: serving on {args.host} without --api-key: anyone who can reach this port can use "
               "the model", file=sys.stderr)

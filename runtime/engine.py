@@ -98,12 +98,31 @@ class Engine:
         m, names = self.manifest, self.manifest.graph
         shape = [1, m.num_kv_heads, self.max_context, m.head_dim]
         cache = {}
+        self._kv_host = []  # on the CPU: the NumPy arrays the buffers share memory with
         for layer in range(m.num_layers):
             for past, present in ((names.past_key, names.present_key), (names.past_value, names.present_value)):
-                buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.kv_device, 0)
+                if self.kv_device == "cpu":
+                    self._kv_host.append(np.zeros(shape, KV_DTYPES[m.dtype]))
+                    buffer = ort.OrtValue.ortvalue_from_numpy(self._kv_host[-1])
+                else:
+                    buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, KV_DTYPES[m.dtype], self.kv_device, 0)
                 self.binding.bind_ortvalue_input(past % layer, buffer)
                 cache[present % layer] = buffer
         return cache
+
+    def read_kv(self, length: int) -> np.ndarray:
+        """The cached keys and values of the first `length` tokens: [2 * layers, kv_heads, length, head_dim]."""
+        arrays = self._kv_host or [buffer.numpy() for buffer in self.kv_cache.values()]
+        return np.stack([array[0, :, :length] for array in arrays])
+
+    def write_kv(self, tokens: list, kv: np.ndarray) -> None:
+        """Put saved keys and values (read_kv's layout) in place: the cache then holds exactly `tokens`."""
+        for i, buffer in enumerate(self.kv_cache.values()):
+            array = self._kv_host[i] if self._kv_host else buffer.numpy()
+            array[0, :, :len(tokens)] = kv[i]
+            if not self._kv_host:
+                buffer.update_inplace(array)
+        self.tokens = list(tokens)
 
     def _bind_outputs(self, rows: int, top_k: bool) -> None:
         """Bind logits_to_keep, and where the kept rows' scores go: host buffers grown to the most rows a step

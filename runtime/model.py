@@ -14,6 +14,7 @@ from .lookup import PromptLookup
 from .manifest import Manifest
 from .options import DEFAULT_BLOCK_SIZE, GenerationOptions
 from .pilot import BlockPilot, CostCurve, FixedBlock
+from .prompt_cache import PromptCache
 from .sampling import Sampler
 from .stats import Stats, StatsRecorder
 from .text import IncrementalDecoder, StopFilter
@@ -74,6 +75,7 @@ class Generation:
         model, options, engine = self.model, self.options, self.model.engine
         policy = model.block_policy(options)  # may measure the cost curve: before the cache is reused
         clock = StatsRecorder(engine, len(self.prompt_ids), options.mode)
+        restored = model.restore_prefix(self.prompt_ids)
         pending = reuse_cached_prefix(engine, self.prompt_ids)
         clock.stats.cached_prompt_tokens = len(self.prompt_ids) - len(pending)
         drafts = DraftStats()
@@ -113,6 +115,8 @@ class Generation:
                 yield rest
         finally:
             stats = clock.finish(len(self.token_ids), reason == "eos", drafts)
+            if not restored:
+                model.remember_prefix(self.prompt_ids)
             self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
             if self.on_finish:
                 self.on_finish(self.result)
@@ -120,16 +124,37 @@ class Generation:
 
 class Model:
     def __init__(self, path: str | Path, provider: str = "auto", max_context: int | None = None,
-                 threads: int | None = None, wait: float | None = None):
+                 threads: int | None = None, wait: float | None = None, prompt_cache: str | Path | None = None):
         """`wait`: how many seconds a generation waits for the model while another thread's generation runs
-        (None: until it is free)."""
+        (None: until it is free). `prompt_cache`: a directory where prompts' KV is kept for later processes."""
         self.path, self.threads, self.wait = Path(path), threads, wait
         self._lock, self._holder = threading.Lock(), None
         self.manifest = Manifest.load(self.path)
         self.tokenizer = Tokenizer(self.path)
         self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
+        self.prompt_cache = PromptCache(prompt_cache, self.manifest) if prompt_cache else None
         self._cost_curve: CostCurve | None = None
         self._pilots: dict[tuple, DraftPilot] = {}  # verify's pilots keep what they learned between generations
+
+    def restore_prefix(self, prompt_ids: list) -> bool:
+        """Load the prompt cache's longest prefix of this prompt into the KV cache when it beats what the engine
+        holds already; True when the prompt (all but its last token) came from the cache."""
+        if self.prompt_cache is None or any(isinstance(item, Latent) for item in prompt_ids):
+            return False
+        held = next((i for i, (a, b) in enumerate(zip(self.engine.tokens, prompt_ids)) if a != b),
+                    min(len(self.engine.tokens), len(prompt_ids)))
+        shared, entry = self.prompt_cache.best(prompt_ids)
+        if shared > held and (kv := self.prompt_cache.load(entry, shared)) is not None:
+            self.engine.write_kv(prompt_ids[:shared], kv)
+            return shared == len(prompt_ids) - 1
+        return held >= len(prompt_ids) - 1
+
+    def remember_prefix(self, prompt_ids: list) -> None:
+        """Save this prompt's KV to the prompt cache (once the engine holds all of it)."""
+        if self.prompt_cache is None or any(isinstance(item, Latent) for item in prompt_ids):
+            return
+        if self.engine.tokens[:len(prompt_ids)] == list(prompt_ids):
+            self.prompt_cache.save(list(prompt_ids), self.engine.read_kv(len(prompt_ids)))
 
     @property
     def max_context(self) -> int:
@@ -262,6 +287,6 @@ class Chat:
 
 
 def load(path: str | Path, provider: str = "auto", max_context: int | None = None,
-         threads: int | None = None, wait: float | None = None) -> Model:
+         threads: int | None = None, wait: float | None = None, prompt_cache: str | Path | None = None) -> Model:
     """Load an exported model directory (see `edgegen export`)."""
-    return Model(path, provider, max_context, threads, wait)
+    return Model(path, provider, max_context, threads, wait, prompt_cache)
