@@ -11,8 +11,9 @@ from .runtime.jsonl import read_text
 from .runtime.options import OPTION_FIELDS, THRESHOLD_OPTIONS, parse_option
 
 ALIASES = {"block": "block_size"}
+TEXT_ONLY = ("stop", "response_format")  # not settable with /set: lists and formats
 SETTINGS = ", ".join(f"{name} ({'|'.join(f.metadata['choices'])})" if f.metadata["choices"] else name
-                     for name, f in OPTION_FIELDS.items() if name != "stop")
+                     for name, f in OPTION_FIELDS.items() if name not in TEXT_ONLY)
 HELP = f"""commands:
   /reset            start a new conversation (the system prompt stays)
   /stats            statistics of the last answer
@@ -57,7 +58,7 @@ def parse_setting(text: str, options: dict, model) -> dict:
     VALUE (or none) goes back to the default."""
     key, _, value = text.partition("=")
     key, value = ALIASES.get(key.strip(), key.strip()), value.strip()
-    if key not in OPTION_FIELDS or key == "stop":
+    if key not in OPTION_FIELDS or key in TEXT_ONLY:
         raise EdgegenError(f"unknown setting {key!r}; /help lists them")
     updated = dict(options)
     if value.lower() in ("", "none"):

@@ -14,6 +14,7 @@ from .chat import run_chat
 from .doctor import add_doctor
 from .rag_cli import add_rag
 from .runtime import EdgegenError
+from .runtime.grammar import schema_of
 from .runtime.jsonl import read_text
 from .runtime.options import OPTION_FIELDS
 from .runtime.providers import MAX_THREADS
@@ -98,6 +99,8 @@ def add_decoding_options(p) -> None:
     """One flag per generation option, from its declaration (runtime/options.py)."""
     for name, f in OPTION_FIELDS.items():
         flag, meta = "--" + name.replace("_", "-"), f.metadata
+        if meta["kind"] == "format":  # structured output has flags of its own, below
+            continue
         if meta["kind"] == "bool":
             p.add_argument(flag, action="store_true", help=meta["help"])
         elif meta["kind"] == "list":
@@ -108,9 +111,25 @@ def add_decoding_options(p) -> None:
                            metavar=None if meta["choices"] else name.upper(), help=meta["help"] + shown)
 
 
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json-schema", type=Path, metavar="FILE", help="structured output: JSON fitting this schema")
+    output.add_argument("--json-object", action="store_true", help="structured output: any JSON object")
+    output.add_argument("--regex", help="structured output: text matching this regular expression")
+    output.add_argument("--grammar", type=Path, metavar="FILE", help="structured output: a Lark grammar")
+
+
 def decoding_options(args) -> dict:
     """The generation options given on the command line; the rest keep their declared defaults."""
-    return {name: getattr(args, name) for name in OPTION_FIELDS if getattr(args, name) is not None}
+    options = {name: getattr(args, name) for name in OPTION_FIELDS if getattr(args, name, None) is not None}
+    if args.json_schema:
+        options["response_format"] = schema_of(args.json_schema)
+    elif args.json_object:
+        options["response_format"] = {"type": "json_object"}
+    elif args.regex:
+        options["response_format"] = {"type": "regex", "regex": args.regex}
+    elif args.grammar:
+        options["response_format"] = {"type": "grammar", "grammar": read_text(args.grammar)}
+    return options
 
 
 def load_model(args):

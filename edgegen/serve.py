@@ -19,7 +19,7 @@ from .runtime import EdgegenError
 from .runtime.options import OPTION_FIELDS
 
 # OpenAI fields edgegen has no equivalent for yet: refused rather than silently ignored
-UNSUPPORTED = {"response_format": "structured output is not built yet", "tools": "tool calls are not built yet",
+UNSUPPORTED = {"tools": "tool calls are not built yet",
                "tool_choice": "tool calls are not built yet", "functions": "tool calls are not built yet",
                "function_call": "tool calls are not built yet", "logprobs": "log-probabilities are not returned",
                "top_logprobs": "log-probabilities are not returned", "logit_bias": "logit_bias is not supported",
@@ -43,8 +43,7 @@ def generation_options(body: dict) -> dict:
     """Generation options from an OpenAI request body; unsupported fields are errors, never ignored."""
     options = {}
     for name, value in body.items():
-        if name in UNSUPPORTED and value not in (None, False, 0, [], {}) and not (
-                name == "response_format" and value == {"type": "text"}):
+        if name in UNSUPPORTED and value not in (None, False, 0, [], {}):
             raise RequestError(400, f"{name}: {UNSUPPORTED[name]} in edgegen", param=name)
         if name in OPENAI_NAMES and value is not None:
             options[OPENAI_NAMES[name]] = value

@@ -13,6 +13,7 @@ import numpy as np
 
 from .drafting import MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine
+from .grammar import Constraint
 from .lookup import PromptLookup
 from .pilot import BlockPilot, FixedBlock
 from .sampling import Rows, Sampler, accepted_length, confidence
@@ -50,15 +51,22 @@ def block_length(logits: Rows, tokens: np.ndarray, probs: Rows | None, sampler: 
 
 def decode_blocks(engine: Engine, pending: list[int], policy: BlockPolicy, mask_id: int | None, sampler: Sampler,
                   threshold: float = 1.0, metric: str = "probability", max_accept: int | None = None,
-                  top_k: bool = False) -> Iterator[list[int]]:
+                  top_k: bool = False, constraint: Constraint | None = None) -> Iterator[list[int]]:
     """Yield the tokens each forward commits; ends when the context has no room for the next step.
-    `top_k`: decide from the graph's top-k outputs instead of whole logit rows."""
+    `top_k`: decide from the graph's top-k outputs instead of whole logit rows. `constraint`: token 0 comes
+    from the grammar-masked row, and acceptance also ends at the first token the grammar forbids."""
     while (room := engine.max_context - len(engine.tokens) - len(pending)) >= 0:
         masks = [mask_id] * min(policy.choose(len(pending)), room)
         logits = engine.forward(pending + masks, 1 + len(masks), top_k)
         engine.rewind(len(engine.tokens) - len(masks))  # mask KV is dropped by a length update
         tokens, probs = sampler.sample(logits)
-        pending = tokens[:block_length(logits, tokens, probs, sampler, threshold, metric, max_accept)].tolist()
+        if constraint is not None:
+            tokens[0] = sampler.sample(constraint.mask(logits, 0))[0][0]
+        length = block_length(logits, tokens, probs, sampler, threshold, metric, max_accept)
+        if constraint is not None:
+            length = max(1, constraint.valid_prefix(tokens[:length].tolist()))
+            constraint.advance(tokens[:length].tolist())
+        pending = tokens[:length].tolist()
         policy.observe(len(masks), len(pending) - 1)
         yield pending
 
@@ -86,9 +94,34 @@ def verify_drafts(logits: Rows, drafts: list[int], draft_probs: Rows | None, sam
     return len(drafts), int(target.row_ids(-1)[sampler.draw(target.values[-1])])
 
 
+def verify_under_grammar(logits: Rows, drafts: list[int], draft_probs: Rows | None, sampler: Sampler,
+                         constraint: Constraint) -> tuple[int, int]:
+    """verify_drafts with each AR row masked by the grammar's state after the drafts before it, so the output
+    is constrained AR's. The constraint ends advanced past the committed tokens."""
+    for i, draft in enumerate(drafts):
+        target = sampler.distributions(constraint.mask(logits, i)).values[0]
+        if sampler.greedy:
+            stands, token = draft == int(target.argmax()), int(target.argmax())
+        else:
+            q = draft_probs.at(i, draft) if draft_probs is not None else 1.0
+            stands = sampler.rng.random() * q < target[draft]
+            if not stands:
+                ids = np.arange(len(target))
+                token = int(sampler.draw(np.maximum(target - (draft_probs.at(i, ids) if draft_probs is not None
+                                                              else ids == draft), 0.0)))
+        if not stands:
+            constraint.advance([token])
+            return i, token
+        constraint.advance([draft])
+    target = sampler.distributions(constraint.mask(logits, len(drafts))).values[0]
+    token = int(target.argmax()) if sampler.greedy else int(sampler.draw(target))
+    constraint.advance([token])
+    return len(drafts), token
+
+
 def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mask_id: int | None, sampler: Sampler,
                     stats: DraftStats, lookup: PromptLookup | None = None,
-                    top_k: bool = False) -> Iterator[list[int]]:
+                    top_k: bool = False, constraint: Constraint | None = None) -> Iterator[list[int]]:
     """Lossless speculative decoding: each forward feeds [pending | drafts | masks], keeps the drafts the
     model's own AR rows confirm plus one AR token, and takes the mask outputs as the next mask drafts
     (only when every draft stood: otherwise they were conditioned on a rejected one). `lookup` indexes
@@ -100,7 +133,10 @@ def decode_verified(engine: Engine, pending: list[int], policy: DraftPolicy, mas
         cached = len(engine.tokens)
         logits = engine.forward(pending + drafts + [mask_id] * plan.masks, 1 + len(drafts) + plan.masks, top_k)
         probs = mask_probs[:len(drafts)] if plan.source == MASK and mask_probs is not None else None
-        accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, probs, sampler)
+        if constraint is None:
+            accepted, token = verify_drafts(logits[:1 + len(drafts)], drafts, probs, sampler)
+        else:
+            accepted, token = verify_under_grammar(logits[:1 + len(drafts)], drafts, probs, sampler, constraint)
         stats.record(len(drafts), accepted, plan.source)
         engine.rewind(cached + len(pending) + accepted)  # rejected drafts and masks: a length update
         committed = drafts[:accepted] + [token]

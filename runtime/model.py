@@ -10,6 +10,7 @@ from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
 from .drafting import LOOKUP, LOOKUP_MAX, MASK, DraftPilot, DraftStats, FixedDrafts
 from .engine import Engine, Latent
 from .errors import EdgegenError
+from .grammar import Constraint, ll_tokenizer
 from .lookup import PromptLookup
 from .manifest import Manifest
 from .options import DEFAULT_BLOCK_SIZE, GenerationOptions
@@ -81,15 +82,18 @@ class Generation:
         drafts = DraftStats()
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
         mask_id, candidates = model.manifest.mask_token_id, model.manifest.graph.topk
-        # the top-k outputs serve whenever every token the sampler may choose is among them; entropy needs all
+        constraint = Constraint(model.grammar_tokenizer(), options.response_format) \
+            if options.response_format else None
+        # the top-k outputs serve whenever every token the sampler may choose is among them; entropy and a
+        # grammar (which may allow none of them) need whole rows
         top_k = bool(candidates) and sampler.fits(candidates) and options.acceptance != "entropy" \
-            and not options.full_logits
+            and not options.full_logits and constraint is None
         if options.mode == "verify":
             lookup = PromptLookup(self.prompt_ids) if options.drafts in ("auto", LOOKUP) else None
-            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts, lookup, top_k)
+            blocks = decode_verified(engine, pending, policy, mask_id, sampler, drafts, lookup, top_k, constraint)
         else:
             blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
-                                   options.max_accept, top_k)
+                                   options.max_accept, top_k, constraint)
         pieces, reason = [], None
         try:
             for block in blocks:
@@ -135,6 +139,13 @@ class Model:
         self.prompt_cache = PromptCache(prompt_cache, self.manifest) if prompt_cache else None
         self._cost_curve: CostCurve | None = None
         self._pilots: dict[tuple, DraftPilot] = {}  # verify's pilots keep what they learned between generations
+        self._grammar_tokenizer = None
+
+    def grammar_tokenizer(self):
+        """llguidance's tokenizer for structured output, built on first use (about a second at 150k tokens)."""
+        if self._grammar_tokenizer is None:
+            self._grammar_tokenizer = ll_tokenizer(self.path, self.manifest.eos_token_ids, self.manifest.vocab_size)
+        return self._grammar_tokenizer
 
     def restore_prefix(self, prompt_ids: list) -> bool:
         """Load the prompt cache's longest prefix of this prompt into the KV cache when it beats what the engine

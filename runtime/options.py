@@ -52,6 +52,9 @@ class GenerationOptions:
     seed: int | None = option(None, "random seed for sampling", "int", low=0)
     stop: list[str] = option([], "stop before this text (repeatable)", "list")
     full_logits: bool = option(False, "decide from whole logit rows even on a graph exported with --topk", "bool")
+    response_format: dict | None = option(None, "structured output: {'type': 'json_object'}, {'type': 'json_schema', "
+                                          "'json_schema': {'schema': ...}}, {'type': 'regex', 'regex': ...} or "
+                                          "{'type': 'grammar', 'grammar': LARK}", "format")
 
     def __post_init__(self):
         for f in fields(self):
@@ -99,6 +102,10 @@ def checked_value(f, value):
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise EdgegenError(f"invalid generation option: {name} must be a list of strings, not {value!r}")
         return value
+    if kind == "format":
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            raise EdgegenError(f"invalid generation option: {name} must be a dict with a 'type', not {value!r}")
+        return None if value["type"] == "text" else value
     if kind == "bool":
         if not isinstance(value, bool):
             raise EdgegenError(f"invalid generation option: {name} must be True or False, not {value!r}")

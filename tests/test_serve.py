@@ -1,4 +1,5 @@
 """`edgegen serve` driven by the official openai client, as an app would: a server subprocess on a free port."""
+import json
 import threading
 import time
 import urllib.request
@@ -64,7 +65,8 @@ def test_options_stop_strings_and_edgegen_knobs(client, local):
 
 @pytest.mark.parametrize("request_options, message", [
     ({"n": 2}, "one choice per request"),
-    ({"response_format": {"type": "json_object"}}, "structured output is not built yet"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tool calls are not built"),
+    ({"response_format": {"type": "xml"}}, "response_format must be"),
     ({"extra_body": {"vibes": 1}}, "unknown field 'vibes'"),
     ({"temperature": -1}, "temperature must be at least 0"),
     ({"messages": []}, "messages must be a non-empty list"),
@@ -161,3 +163,11 @@ def test_rag_requests_answer_as_rag_ask_does(tmp_path):
 def test_rag_requests_to_a_server_without_a_store_are_refused(client):
     with pytest.raises(openai.BadRequestError, match="start it with --rag STORE"):
         client.chat.completions.create(model="default", messages=NUMBER, extra_body={"rag": {"k": 2}})
+
+
+def test_json_schema_responses_validate(client, local):
+    from test_structured import FORMAT, fits
+
+    reply = client.chat.completions.create(model="default", messages=NUMBER, max_tokens=200, response_format=FORMAT)
+    assert fits(json.loads(reply.choices[0].message.content))
+    assert reply.choices[0].message.content == local.generate(NUMBER, max_new_tokens=200, response_format=FORMAT).text
