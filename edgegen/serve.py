@@ -17,17 +17,18 @@ from pathlib import Path
 
 from .runtime import EdgegenError
 from .runtime.options import OPTION_FIELDS
+from .runtime.tools import openai_tool_calls
 
 # OpenAI fields edgegen has no equivalent for yet: refused rather than silently ignored
-UNSUPPORTED = {"tools": "tool calls are not built yet",
-               "tool_choice": "tool calls are not built yet", "functions": "tool calls are not built yet",
-               "function_call": "tool calls are not built yet", "logprobs": "log-probabilities are not returned",
+UNSUPPORTED = {"functions": "functions is deprecated by OpenAI; use tools",
+               "function_call": "function_call is deprecated by OpenAI; use tool_choice",
+               "logprobs": "log-probabilities are not returned",
                "top_logprobs": "log-probabilities are not returned", "logit_bias": "logit_bias is not supported",
                "presence_penalty": "penalties are not supported", "frequency_penalty": "penalties are not supported",
                "audio": "audio is not supported", "modalities": "only text is supported",
                "prediction": "predicted outputs are not supported"}
 HARMLESS = {"model", "user", "metadata", "store", "service_tier", "parallel_tool_calls", "stream", "stream_options",
-            "n", "messages", "prompt", "rag"}
+            "n", "messages", "prompt", "rag", "tools", "tool_choice"}
 OPENAI_NAMES = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens"}
 EXTRA = {name for name in OPTION_FIELDS if name not in ("max_new_tokens",)}  # edgegen's own knobs, via extra_body
 
@@ -57,6 +58,7 @@ def generation_options(body: dict) -> dict:
 
 
 def chat_messages(body: dict) -> list[dict]:
+    """The messages as chat templates take them: text content, and calls' arguments as objects, not JSON text."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError(400, "messages must be a non-empty list", param="messages")
@@ -67,10 +69,24 @@ def chat_messages(body: dict) -> list[dict]:
             if any(not isinstance(part, dict) or part.get("type") != "text" for part in content):
                 raise RequestError(400, "only text content parts are supported", param="messages")
             content = "".join(part.get("text", "") for part in content)
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if content is None and calls:  # an assistant turn that only called tools
+            content = ""
         if not isinstance(content, str) or not isinstance(message.get("role"), str):
             raise RequestError(400, "each message needs a role and text content", param="messages")
-        plain.append({"role": message["role"], "content": content})
+        plain.append({"role": message["role"], "content": content,
+                      **{key: message[key] for key in ("tool_call_id", "name") if isinstance(message.get(key), str)},
+                      **({"tool_calls": template_calls(calls)} if calls else {})})
     return plain
+
+
+def template_calls(calls) -> list[dict]:
+    try:
+        return [{**call, "function": {"name": call["function"]["name"],
+                                      "arguments": json.loads(call["function"]["arguments"])}} for call in calls]
+    except (TypeError, KeyError, ValueError):
+        raise RequestError(400, 'an assistant message\'s tool_calls must be like [{"id": ..., "type": "function", '
+                                '"function": {"name": ..., "arguments": "JSON text"}}]', param="messages") from None
 
 
 class Metrics:
@@ -136,17 +152,19 @@ class Server:
         store, compressor = self.rag
         return retrieve(question, store, self.model, compressor, request.get("k", 5))[0]
 
-    async def generate(self, prompt, chat: bool, options: dict, stream: bool, make_chunk, make_response,
-                       include_usage: bool):
-        """Run one generation in turn; a JSON response, or an SSE stream of chunks ending in [DONE]."""
+    async def generate(self, prompt, options: dict, stream: bool, make_chunk, make_response, include_usage: bool,
+                       **tools):
+        """Run one generation in turn; a JSON response, or an SSE stream of chunks ending in [DONE]. Everything
+        about the request (options, grammar, prompt length) is checked before the response starts."""
         from starlette.responses import JSONResponse, StreamingResponse
 
+        generation = await asyncio.to_thread(lambda: self.model.stream(prompt, **tools, **options))
         self.admit()
         self.waiting += 1
         if not stream:
             try:
                 async with self.turn:
-                    result = await self.on_model_thread(lambda: self.model.stream(prompt, chat, **options).run())
+                    result = await self.on_model_thread(generation.run)
             finally:
                 self.waiting -= 1
             self.metrics.record(result)
@@ -155,22 +173,22 @@ class Server:
         async def events():
             import anyio
 
-            generation = None
             try:
                 async with self.turn:
-                    generation = await self.on_model_thread(lambda: self.model.stream(prompt, chat, **options))
                     yield sse(make_chunk(None, None, first=True))
                     while (piece := await self.on_model_thread(next, generation, None)) is not None:
                         yield sse(make_chunk(piece, None))
                     result = generation.result
                     self.metrics.record(result)
+                    if result.tool_calls:
+                        yield sse(make_chunk(None, None, calls=result.tool_calls))
                     yield sse(make_chunk("", result))
                     if include_usage:
                         yield sse(make_chunk(None, result, usage_only=True))
                     yield "data: [DONE]\n\n"
             finally:
                 self.waiting -= 1
-                if generation is not None and generation.result is None:
+                if generation.result is None:
                     with anyio.CancelScope(shield=True):  # the client left: stop now and free the model
                         await self.on_model_thread(generation.close)
                     self.metrics.cancelled += 1
@@ -190,6 +208,10 @@ def usage(result) -> dict:
 
 
 FINISH = {"eos": "stop", "stop": "stop", "max_new_tokens": "length", "context_full": "length", "cancelled": "stop"}
+
+
+def finish_reason(result) -> str:
+    return "tool_calls" if result.tool_calls else FINISH[result.stop_reason]
 
 
 def build_app(server: Server):
@@ -230,19 +252,25 @@ def build_app(server: Server):
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def response(result) -> dict:
+            message = {"role": "assistant", "content": result.text}
+            if result.tool_calls:
+                message.update(content=result.text or None, tool_calls=openai_tool_calls(result.tool_calls))
             return {"id": rid, "object": "chat.completion", "created": created, "model": server.name,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                                 "finish_reason": FINISH[result.stop_reason]}], "usage": usage(result)}
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(result)}],
+                    "usage": usage(result)}
 
-        def chunk(piece, result, first=False, usage_only=False) -> dict:
+        def chunk(piece, result, first=False, usage_only=False, calls=None) -> dict:
             base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": server.name}
             if usage_only:
                 return {**base, "choices": [], "usage": usage(result)}
             delta = {"role": "assistant", "content": ""} if first else {"content": piece} if piece else {}
+            if calls:
+                delta = {"tool_calls": [{"index": i, **call} for i, call in enumerate(openai_tool_calls(calls))]}
             return {**base, "choices": [{"index": 0, "delta": delta,
-                                         "finish_reason": FINISH[result.stop_reason] if result else None}]}
+                                         "finish_reason": finish_reason(result) if result else None}]}
 
-        return await server.generate(prompt, False, options, stream, chunk, response, include_usage)
+        tools = {"tools": body.get("tools") or None, "tool_choice": body.get("tool_choice") or "auto"}
+        return await server.generate(prompt, options, stream, chunk, response, include_usage, **tools)
 
     async def completions(request):
         body = await read_body(request)
@@ -264,7 +292,7 @@ def build_app(server: Server):
             return {**base, "choices": [{"index": 0, "text": piece or "", "logprobs": None,
                                          "finish_reason": FINISH[result.stop_reason] if result else None}]}
 
-        return await server.generate(prompt, False, options, stream, chunk, response, include_usage)
+        return await server.generate(prompt, options, stream, chunk, response, include_usage)
 
     async def models(request):
         server.check_key(request)

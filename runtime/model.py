@@ -3,7 +3,7 @@ import numbers
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
@@ -20,6 +20,7 @@ from .sampling import Sampler
 from .stats import Stats, StatsRecorder
 from .text import IncrementalDecoder, StopFilter
 from .tokenizer import Tokenizer
+from .tools import ToolCallFilter, ToolFormat, checked_tools, tool_format
 
 
 @dataclass
@@ -28,14 +29,17 @@ class Result:
     token_ids: list[int]  # generated tokens, up to the one completing a stop string; eos excluded
     stop_reason: str  # "eos", "stop" (a stop string), "max_new_tokens", "context_full" or "cancelled"
     stats: Stats
+    tool_calls: list[dict] = field(default_factory=list)  # {"name", "arguments": JSON text}, when tools were offered
 
 
 class Generation:
     """Iterate for text pieces as they are generated (never a partial UTF-8 character);
     `result` holds the outcome once iteration ends or is abandoned."""
 
-    def __init__(self, model: "Model", prompt_ids: list[int], options: GenerationOptions, on_finish=None):
+    def __init__(self, model: "Model", prompt_ids: list[int], options: GenerationOptions, on_finish=None,
+                 constraint: Constraint | None = None, tools: ToolFormat | None = None):
         self.model, self.prompt_ids, self.options, self.on_finish = model, prompt_ids, options, on_finish
+        self.constraint, self.calls = constraint, ToolCallFilter(tools) if tools else None
         self.result: Result | None = None
         self.token_ids: list[int] = []
         self.decoder, self.stops = IncrementalDecoder(model.tokenizer), StopFilter(options.stop)
@@ -82,8 +86,7 @@ class Generation:
         drafts = DraftStats()
         sampler = Sampler(options.temperature, options.top_k, options.top_p, options.seed)
         mask_id, candidates = model.manifest.mask_token_id, model.manifest.graph.topk
-        constraint = Constraint(model.grammar_tokenizer(), options.response_format) \
-            if options.response_format else None
+        constraint = self.constraint
         # the top-k outputs serve whenever every token the sampler may choose is among them; entropy and a
         # grammar (which may allow none of them) need whole rows
         top_k = bool(candidates) and sampler.fits(candidates) and options.acceptance != "entropy" \
@@ -94,14 +97,20 @@ class Generation:
         else:
             blocks = decode_blocks(engine, pending, policy, mask_id, sampler, options.threshold, options.acceptance,
                                    options.max_accept, top_k, constraint)
-        pieces, reason = [], None
+        texts, shown, calls, reason = [], [], [], None  # texts: all the answer's text; shown: what was yielded
+
+        def show(text: str) -> str:
+            texts.append(text)
+            piece = self.calls.push(text) if self.calls else text
+            shown.append(piece)
+            return piece
+
         try:
             for block in blocks:
                 clock.forward_done()
                 for token in block:
                     piece, stop = self._commit(token)
-                    if piece:
-                        pieces.append(piece)
+                    if piece and (piece := show(piece)):
                         yield piece
                     if stop:
                         reason = stop
@@ -114,17 +123,20 @@ class Generation:
                 reason = "context_full"
             rest = "" if self.stops.stopped else self.stops.push(self.decoder.flush()) + self.stops.flush()
             reason = "stop" if self.stops.stopped else reason
-            if rest:
-                pieces.append(rest)
+            if rest and (rest := show(rest)):
                 yield rest
+            if self.calls:
+                tail, calls = self.calls.finish("".join(texts))
+                shown.append(tail)
+                if tail:
+                    yield tail
         finally:
             stats = clock.finish(len(self.token_ids), reason == "eos", drafts)
             if not restored:
                 model.remember_prefix(self.prompt_ids)
-            self.result = Result("".join(pieces), self.token_ids, reason or "cancelled", stats)
+            self.result = Result("".join(shown), self.token_ids, reason or "cancelled", stats, calls)
             if self.on_finish:
                 self.on_finish(self.result)
-
 
 class Model:
     def __init__(self, path: str | Path, provider: str = "auto", max_context: int | None = None,
@@ -210,32 +222,51 @@ class Model:
             self._pilots[key] = DraftPilot(self.cost_curve, *key[:2])
         return self._pilots[key]
 
-    def encode_prompt(self, prompt: str | list, chat: bool = False) -> list:
+    def encode_prompt(self, prompt: str | list, chat: bool = False, tools: list[dict] | None = None) -> list:
         """Token ids of a prompt: plain text, text as one user message (chat=True), a list of chat messages
-        ({"role", "content"}, wrapped in the chat template), or token ids (and Latents) as they are."""
-        if isinstance(prompt, list) and prompt and all(
-                isinstance(item, (numbers.Integral, Latent)) and not isinstance(item, bool) for item in prompt):
-            return [item if isinstance(item, Latent) else int(item) for item in prompt]
+        ({"role", "content"}, wrapped in the chat template, which also offers the tools), or token ids (and
+        Latents) as they are."""
         if isinstance(prompt, str) and chat:
             prompt = [{"role": "user", "content": prompt}]
         if isinstance(prompt, list) and prompt and all(
                 isinstance(m, dict) and {"role", "content"} <= m.keys() for m in prompt):
-            text = self.tokenizer.apply_chat_template(prompt)
+            text = self.tokenizer.apply_chat_template(prompt, tools=tools)
             return self.tokenizer.encode(text, add_special_tokens=False)
+        if tools:
+            raise EdgegenError("tools are offered through the chat template: give chat messages (or chat=True)")
+        if isinstance(prompt, list) and prompt and all(
+                isinstance(item, (numbers.Integral, Latent)) and not isinstance(item, bool) for item in prompt):
+            return [item if isinstance(item, Latent) else int(item) for item in prompt]
         if not isinstance(prompt, str):
             raise EdgegenError(f"a prompt is a str, a list of chat messages like [{{'role': 'user', 'content': "
                                f"'...'}}] or a list of token ids, not {str(prompt)[:60]!r}")
         return self.tokenizer.encode(prompt)
 
-    def stream(self, prompt: str | list, chat: bool = False, on_finish=None, **options) -> Generation:
-        """A generation to iterate for text pieces (see encode_prompt for the prompt); the options and that the
-        prompt fits are checked before anything runs."""
+    def stream(self, prompt: str | list, chat: bool = False, on_finish=None, tools: list[dict] | None = None,
+               tool_choice: str | dict = "auto", **options) -> Generation:
+        """A generation to iterate for text pieces (see encode_prompt for the prompt); the options, the grammar
+        and that the prompt fits are checked before anything runs. `tools`: OpenAI-style function tools, offered
+        through the chat template; the calls the model makes come back in `result.tool_calls`, not in the text
+        (tool_choice: auto, none, required or {"type": "function", "function": {"name": NAME}} to force one)."""
         unknown = set(options) - {f.name for f in fields(GenerationOptions)}
         if unknown:
             raise EdgegenError(f"unknown generation option(s) {', '.join(sorted(unknown))}; the options are "
                                f"{', '.join(f.name for f in fields(GenerationOptions))}")
+        calls = None
+        if tools is None and tool_choice != "auto":
+            raise EdgegenError("tool_choice needs tools to choose from; pass tools, or leave tool_choice out")
+        if tools is not None and tool_choice != "none":
+            calls = tool_format(self.tokenizer.template_source)
+            tools, forced = checked_tools(tools, tool_choice)
+            if forced is not None and options.get("response_format"):
+                raise EdgegenError("a forced tool call (tool_choice) already fixes the answer's format; drop "
+                                   "response_format or set tool_choice to auto")
+            if forced is not None:
+                options["response_format"] = calls.forced([t for t in tools if forced in ("", t["function"]["name"])])
         opts = GenerationOptions(**options).check(self.manifest)
-        prompt_ids = self.encode_prompt(prompt, chat) if not isinstance(prompt, (str, list)) or prompt else []
+        constraint = Constraint(self.grammar_tokenizer(), opts.response_format) if opts.response_format else None
+        prompt_ids = self.encode_prompt(prompt, chat, tools if calls else None) \
+            if not isinstance(prompt, (str, list)) or prompt else []
         if not prompt_ids:
             raise EdgegenError("the prompt is empty; give at least one token of text")
         latents = [item for item in prompt_ids if isinstance(item, Latent)]
@@ -248,9 +279,10 @@ class Model:
             raise EdgegenError(f"the prompt has {len(prompt_ids)} tokens but max_context is {self.max_context}, "
                                "leaving no room to generate; shorten the prompt or load the model with a larger "
                                f"max_context (this export allows up to {self.manifest.max_context})")
-        return Generation(self, prompt_ids, opts, on_finish)
+        return Generation(self, prompt_ids, opts, on_finish, constraint, calls)
 
     def generate(self, prompt: str | list, chat: bool = False, **options) -> Result:
+        """The whole answer at once; takes stream's arguments."""
         return self.stream(prompt, chat, **options).run()
 
     def chat(self, system: str | None = None, **options) -> "Chat":

@@ -55,7 +55,7 @@ class Tokenizer:
         config = read_json_object(config_path, "re-export the model") if config_path.is_file() else {}
         self.special_tokens = {key: value.get("content") if isinstance(value, dict) else value
                                for key in SPECIAL_TOKEN_KEYS if (value := config.get(key)) is not None}
-        source = read_chat_template(model_dir, config)
+        source = self.template_source = read_chat_template(model_dir, config)
         self.chat_template, self.template_error = None, None
         try:
             self.chat_template = compile_template(source) if source else None
@@ -75,7 +75,8 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.fast.decode(ids, skip_special_tokens=True)
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
+                            tools: list[dict] | None = None) -> str:
         if self.template_error:
             raise EdgegenError(self.template_error)
         if self.chat_template is None:
@@ -83,6 +84,6 @@ class Tokenizer:
                                "or add a chat_template to tokenizer_config.json before exporting")
         try:
             return self.chat_template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                             **self.special_tokens)
+                                             tools=tools, **self.special_tokens)
         except TemplateError as e:
             raise EdgegenError(f"the chat template rejected the messages: {e}") from e

@@ -65,7 +65,9 @@ def test_options_stop_strings_and_edgegen_knobs(client, local):
 
 @pytest.mark.parametrize("request_options, message", [
     ({"n": 2}, "one choice per request"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tool calls are not built"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "does not take tools"),
+    ({"response_format": {"type": "xml"}, "stream": True}, "response_format must be"),  # refused before streaming
+    ({"functions": [{"name": "f"}]}, "use tools"),
     ({"response_format": {"type": "xml"}}, "response_format must be"),
     ({"extra_body": {"vibes": 1}}, "unknown field 'vibes'"),
     ({"temperature": -1}, "temperature must be at least 0"),
