@@ -11,22 +11,22 @@ from tokenizers import Tokenizer
 from ..runtime.engine import Engine
 from ..runtime.manifest import MANIFEST_NAME, GraphInterface, Manifest
 from ..runtime.pilot import CostCurve
+from ..runtime.tokenizer import special_token_ids
 from .checkpoint import (
     OPTIONAL_TOKENIZER_FILES,
     TOKENIZER_FILES,
     ModelSpec,
     Weights,
-    read_json,
     read_model_spec,
     require_file,
 )
 from .errors import ExportError
 from .graph import LATENT_EMBEDS, LATENT_MASK, LOGSUMEXP, TOPK_IDS, TOPK_LOGITS, build_decoder
 from .quantize import QUANTIZED_DTYPES, quantize
-from .verify import compare_with_transformers
+from .verify import check_bounds, compare_with_transformers
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to model.onnx.data (protobuf files stop at 2 GiB)
-MASK_TOKEN = "<|mask|>"
+UNQUANTIZED = "unquantized.onnx"  # a quantized export's graph before quantization, verified then deleted
 MIN_CONTEXT = 16
 ATTENTIONS = ("gqa", "standard")
 MAX_TOPK = 1024  # top-k outputs are meant to be small next to a vocabulary row
@@ -48,36 +48,6 @@ class Progress:
     def note(self, text: str) -> None:
         if not self.quiet:
             print(f"      {text}", file=sys.stderr, flush=True)
-
-
-def token_value(entry) -> str | None:
-    """tokenizer_config stores special tokens as strings or as AddedToken dicts."""
-    return entry.get("content") if isinstance(entry, dict) else entry
-
-
-def as_list(value) -> list:
-    return [] if value is None else value if isinstance(value, list) else [value]
-
-
-def special_token_ids(src: Path, tokenizer: Tokenizer) -> dict:
-    """eos/pad/bos/mask ids from tokenizer_config.json, config.json and generation_config.json."""
-    tok_config = read_json(src / "tokenizer_config.json")
-    config = read_json(src / "config.json")
-    gen_path = src / "generation_config.json"
-    gen_config = read_json(gen_path) if gen_path.is_file() else {}
-
-    def lookup(key: str) -> int | None:
-        text = token_value(tok_config.get(key))
-        return tokenizer.token_to_id(text) if text else None
-
-    eos = [lookup("eos_token")] + as_list(config.get("eos_token_id")) + as_list(gen_config.get("eos_token_id"))
-    mask = lookup("mask_token")
-    return {
-        "eos_token_ids": list(dict.fromkeys(i for i in eos if i is not None)),
-        "pad_token_id": lookup("pad_token") if lookup("pad_token") is not None else config.get("pad_token_id"),
-        "bos_token_id": lookup("bos_token") if lookup("bos_token") is not None else config.get("bos_token_id"),
-        "mask_token_id": mask if mask is not None else tokenizer.token_to_id(MASK_TOKEN),
-    }
 
 
 def prepare_output(out: Path, src: Path, force: bool, marker: str = MANIFEST_NAME) -> Path:
@@ -145,6 +115,9 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     quantized = dtype in QUANTIZED_DTYPES
     compute = "fp32" if quantized else dtype  # activations and KV cache
     progress = Progress(4 if verify else 3, quiet)
+    if not verify and not quiet:
+        print("edgegen: warning: --no-verify: the graph is not checked against transformers, so a graph that "
+              "computes the wrong model would go unnoticed", file=sys.stderr)
     spec = read_model_spec(src, block_size)
     for name in TOKENIZER_FILES:
         require_file(src, name, "edgegen needs the fast-tokenizer files; create them with transformers: "
@@ -162,11 +135,9 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
                               min(topk, spec.vocab_size))
         progress.stage(f"built {compute} graph: {len(model.graph.node)} nodes")
         if quantized:
-            save_graph(model, staging / "unquantized.onnx")
+            save_graph(model, staging / UNQUANTIZED)
             del model
-            quantize(staging / "unquantized.onnx", staging / "model.onnx", dtype, save_graph)
-            for leftover in staging.glob("unquantized.onnx*"):
-                leftover.unlink()
+            quantize(staging / UNQUANTIZED, staging / "model.onnx", dtype, save_graph)
             progress.note(f"quantized the MatMul weights to {dtype}")
         else:
             save_graph(model, staging / "model.onnx")
@@ -185,10 +156,15 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
                 LOGSUMEXP
         progress.stage(f"saved {staging.name.split('.partial')[0].lstrip('.')}/model.onnx")
         if verify:
-            manifest.verification = compare_with_transformers(src, staging, manifest, spec)
+            manifest.verification = compare_with_transformers(src, staging, manifest, spec,
+                                                              UNQUANTIZED if quantized else None)
+            check_bounds(manifest.verification, dtype)
             progress.stage(f"verified against transformers: max |logit diff| "
                            f"{manifest.verification['max_abs_logit_diff']:.3g} over "
                            f"{manifest.verification['tokens']} tokens ({dtype} graph vs fp32 reference)")
+        for leftover in staging.glob(UNQUANTIZED + "*"):
+            leftover.unlink()
+        if verify:
             manifest.cost_curve = measure_cost_curve(staging, manifest)
         manifest.save(staging)
         replace_directory(staging, out)
@@ -224,6 +200,7 @@ def make_manifest(src: Path, spec: ModelSpec, weights: Weights, dtype: str, max_
         graph=GraphInterface(position_ids=None),
         source={"path": str(src.resolve()), "model_type": spec.model_type, "dtype": spec.source_dtype,
                 "weights_sha256": weights.sha256(), "exported_by": f"edgegen {__version__}"},
-        **special_token_ids(src, Tokenizer.from_file(str(src / "tokenizer.json"))),
+        **special_token_ids(src, Tokenizer.from_file(str(src / "tokenizer.json")),
+                            "re-download or re-save the checkpoint"),
     )
 

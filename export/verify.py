@@ -1,4 +1,5 @@
-"""Check an exported graph against transformers on the same weights."""
+"""Check an exported graph against transformers on the same weights; an export beyond its bound fails."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,14 @@ from .checkpoint import ModelSpec, read_json
 from .errors import ExportError
 
 VERIFY_TOKENS, VERIFY_PREFILL = 16, 10
+# the largest |logit difference| an export may show against transformers in fp32, as a fraction of the
+# largest |logit| (at least 1); int8/int4 are loose because random weights are quantization's worst case,
+# and their graph is also checked before quantization, at the fp16 bound (README, "Exporting")
+BOUNDS = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.25, "int4": 1.0}
 
 
 def load_reference(src: Path, spec: ModelSpec):
-    """The source checkpoint as a float32 transformers model (MARS's a2d-qwen2 loads as Qwen2)."""
+    """The source checkpoint as a float32 transformers model (MARS's a2d releases load as their base)."""
     try:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -33,13 +38,34 @@ def reference_logits(src: Path, spec: ModelSpec, ids: np.ndarray) -> np.ndarray:
         return load_reference(src, spec)(torch.from_numpy(ids[None])).logits[0].numpy()
 
 
-def compare_with_transformers(src: Path, model_dir: Path, manifest: Manifest, spec: ModelSpec) -> dict:
+def logit_diff(model_dir: Path, manifest: Manifest, ids: np.ndarray, expected: np.ndarray) -> float:
     """Prefill, then a cached multi-token step, through the runtime's own engine on CPU."""
-    ids = np.random.default_rng(0).integers(0, spec.vocab_size, VERIFY_TOKENS)
-    expected = reference_logits(src, spec, ids)
     engine = Engine(model_dir, manifest, provider="cpu", max_context=min(manifest.max_context, 64))
     prefill = engine.logits(ids[:VERIFY_PREFILL].tolist(), VERIFY_PREFILL)
     step = engine.logits(ids[VERIFY_PREFILL:].tolist(), VERIFY_TOKENS - VERIFY_PREFILL)
-    diff = np.abs(np.concatenate([prefill, step]) - expected).max()
-    return {"max_abs_logit_diff": float(diff), "tokens": VERIFY_TOKENS, "reference": "transformers, float32",
-            "max_abs_reference_logit": float(np.abs(expected).max())}
+    return float(np.abs(np.concatenate([prefill, step]) - expected).max())
+
+
+def compare_with_transformers(src: Path, model_dir: Path, manifest: Manifest, spec: ModelSpec,
+                              unquantized: str | None = None) -> dict:
+    """The graph's logits against transformers' (and those of `unquantized`, the graph before quantization)."""
+    ids = np.random.default_rng(0).integers(0, spec.vocab_size, VERIFY_TOKENS)
+    expected = reference_logits(src, spec, ids)
+    result = {"max_abs_logit_diff": logit_diff(model_dir, manifest, ids, expected), "tokens": VERIFY_TOKENS,
+              "reference": "transformers, float32", "max_abs_reference_logit": float(np.abs(expected).max())}
+    if unquantized:
+        before = replace(manifest, graph=replace(manifest.graph, file=unquantized))
+        result["unquantized_max_abs_logit_diff"] = logit_diff(model_dir, before, ids, expected)
+    return result
+
+
+def check_bounds(verification: dict, dtype: str) -> None:
+    """Fail the export when its graph does not compute what transformers computes on the same weights."""
+    scale = max(1.0, verification["max_abs_reference_logit"])
+    for key, graph, bound in (("unquantized_max_abs_logit_diff", "graph before quantization", "fp16"),
+                              ("max_abs_logit_diff", f"{dtype} graph", dtype)):
+        if key in verification and verification[key] > BOUNDS[bound] * scale:
+            raise ExportError(f"verification failed: the {graph}'s logits differ from transformers' by up to "
+                              f"{verification[key]:.3g}, above the {bound} bound of {BOUNDS[bound]:g} x the largest "
+                              f"|logit| ({scale:.3g}), so it does not compute this checkpoint's model; please report "
+                              "it with the checkpoint's config.json (--no-verify exports it unchecked)")

@@ -56,6 +56,21 @@ def test_mars_adds_a_mask_token_and_grows_the_embedding(checkpoints, chat_data, 
     assert load(tmp_path / "onnx", provider="cpu").manifest.mask_token_id == 512
 
 
+def test_mars_on_a_qwen3_base_writes_the_a2d_qwen3_release(chat_data, tmp_path):
+    from tiny_models import save_model
+
+    base = save_model(tmp_path / "qwen3", arch="qwen3", seed=8)
+    edgegen("train", "mars", base, chat_data / "chat.jsonl", tmp_path / "mars", "--block-size", "3",
+            "--steps", "2", "--batch-size", "4")
+    config = json.loads((tmp_path / "mars" / "config.json").read_text())
+    assert (config["model_type"], config["architectures"], config["block_size"]) == \
+        ("a2d-qwen3", ["A2DQwen3LMHeadModel"], 3)
+    edgegen("export", tmp_path / "mars", tmp_path / "onnx")  # verified against transformers' Qwen3
+    model = load(tmp_path / "onnx", provider="cpu")
+    assert model.manifest.architecture == "qwen3" and model.manifest.block_size == 3
+    assert model.generate("def f(x):", max_new_tokens=6, threshold=0.5).stats.forwards >= 1
+
+
 def test_training_refuses_to_overwrite(checkpoints, chat_data, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")

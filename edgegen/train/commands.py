@@ -130,8 +130,9 @@ def mars_objective(tokenizer: Tokenizer, mask_id: int, block_size: int, ar_weigh
 
 def mars_release(spec, block_size: int) -> dict:
     release = {"block_size": block_size}
-    if spec.architecture == "qwen2":  # the layout of the released MARS checkpoints
-        release.update(model_type="a2d-qwen2", architectures=["A2DQwen2LMHeadModel"])
+    if spec.architecture in ("qwen2", "qwen3"):  # the layout of the released MARS checkpoints
+        name = spec.architecture.capitalize()
+        release.update(model_type=f"a2d-{spec.architecture}", architectures=[f"A2D{name}LMHeadModel"])
     return release
 
 
