@@ -12,6 +12,36 @@ from .errors import EdgegenError
 from .jsonl import read_json_object, read_text
 
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+MASK_TOKEN = "<|mask|>"  # MARS models' mask token, when tokenizer_config.json names none
+
+
+def token_value(entry) -> str | None:
+    """tokenizer_config stores special tokens as strings or as AddedToken dicts."""
+    return entry.get("content") if isinstance(entry, dict) else entry
+
+
+def as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def special_token_ids(directory: Path, tokenizer: FastTokenizer, fix: str) -> dict:
+    """eos/pad/bos/mask ids from tokenizer_config.json, config.json and generation_config.json (those present)."""
+    tok_config, config, gen_config = (
+        read_json_object(directory / name, fix) if (directory / name).is_file() else {}
+        for name in ("tokenizer_config.json", "config.json", "generation_config.json"))
+
+    def lookup(key: str) -> int | None:
+        text = token_value(tok_config.get(key))
+        return tokenizer.token_to_id(text) if text else None
+
+    eos = [lookup("eos_token")] + as_list(config.get("eos_token_id")) + as_list(gen_config.get("eos_token_id"))
+    mask = lookup("mask_token")
+    return {
+        "eos_token_ids": list(dict.fromkeys(i for i in eos if i is not None)),
+        "pad_token_id": lookup("pad_token") if lookup("pad_token") is not None else config.get("pad_token_id"),
+        "bos_token_id": lookup("bos_token") if lookup("bos_token") is not None else config.get("bos_token_id"),
+        "mask_token_id": mask if mask is not None else tokenizer.token_to_id(MASK_TOKEN),
+    }
 
 
 def raise_exception(message):
