@@ -340,7 +340,7 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
     # only the last `logits_to_keep` positions reach the LM head: prefill needs one row, a block step a few
     start = g.op("Neg", [g.op("Reshape", [LOGITS_TO_KEEP, g.const([1])])])
     x = g.op("Slice", [x, start, g.const([np.iinfo(np.int64).max]), g.const([1])])
-    tied = spec.tie_word_embeddings or "lm_head.weight" not in weights
+    tied = ties_embeddings(spec, weights)
     if tied and standard and not for_quantization:  # Gemm reads the table transposed, as FusedMatMul does
         rows = g.op("Gemm", [g.op("Reshape", [x, g.const([-1, spec.hidden_size])]), embed], transB=1)
         logits = g.op("Reshape", [rows, g.const([1, -1, spec.vocab_size])])
@@ -376,6 +376,11 @@ def build_decoder(spec: ModelSpec, weights: Weights, dtype: str, max_context: in
         outputs += [helper.make_tensor_value_info(name % i, kv_type, ["batch", kv, "present_sequence_length", d])
                     for name in (PRESENT_KEY, PRESENT_VALUE)]
     return finish_model(g, "edgegen_decoder", inputs, outputs)
+
+
+def ties_embeddings(spec: ModelSpec, weights: Weights) -> bool:
+    """Whether the LM head is the embedding table."""
+    return spec.tie_word_embeddings or "lm_head.weight" not in weights
 
 
 def skip_norm(g: GraphBuilder, x: str, residual: str | None, gamma: np.ndarray, name: str, eps: float,

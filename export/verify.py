@@ -11,9 +11,10 @@ from .errors import ExportError
 
 VERIFY_TOKENS, VERIFY_PREFILL = 16, 10
 # the largest |logit difference| an export may show against transformers in fp32, as a fraction of the
-# largest |logit| (at least 1); int8/int4 are loose because random weights are quantization's worst case,
-# and their graph is also checked before quantization, at the fp16 bound (README, "Exporting")
-BOUNDS = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.25, "int4": 1.0}
+# largest |logit| (at least 1). int8/int4 bounds only catch a quantized graph gone to garbage: random weights
+# are quantization's worst case, so their error is near the logits' own size; what gates a quantized export's
+# architecture is its graph before quantization, checked at the fp16 bound (README, "Exporting")
+BOUNDS = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.5, "int4": 1.5}
 
 
 def load_reference(src: Path, spec: ModelSpec):

@@ -22,6 +22,37 @@ def quantized(checkpoints, tmp_path_factory):
             for dtype in QUANTIZED_OPS}
 
 
+def dequantized_head(weights: dict, dtype: str) -> np.ndarray:
+    """The LM head's quantized weights back in floats, [vocab, hidden], as the quantizers define them."""
+    if dtype == "int8":
+        q = weights["lm_head.weight_T_quantized"].astype(np.float32) - weights["lm_head.weight_T_zero_point"]
+        return (q * weights["lm_head.weight_T_scale"]).T
+    packed, scales = weights["lm_head.weight_T_Q4"], weights["lm_head.weight_T_scales"]
+    nibbles = np.stack([packed & 15, packed >> 4], -1).reshape(packed.shape[0], -1).astype(np.float32)
+    return (nibbles - 8) * np.repeat(scales, 32, axis=1)  # symmetric: zero point 8
+
+
+@pytest.mark.parametrize("dtype", QUANTIZED_OPS)
+def test_a_tied_models_embeddings_are_the_quantized_head_rows(quantized, dtype):
+    """No fp16 table beside the quantized head: the embedding nodes read the head's own weights, exactly."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(quantized[dtype] / "model.onnx"))
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert "model.embed_tokens.weight" not in weights
+    nodes = [node for node in model.graph.node if node.name.startswith("/model/embed_tokens/")]
+    used = [model.graph.initializer[i] for i, t in enumerate(model.graph.initializer)
+            if any(t.name in node.input for node in nodes)]
+    graph = helper.make_graph(nodes, "embeddings", [helper.make_tensor_value_info("input_ids", 7, [1, None])],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], 1, None)], used)
+    alone = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    ids = np.array([[0, 5, 100, 511]])
+    rows = ort.InferenceSession(alone.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input_ids": ids})[0]
+    np.testing.assert_allclose(rows[0], dequantized_head(weights, dtype)[ids[0]], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", QUANTIZED_OPS)
 def test_quantized_export_rewrites_every_matmul_and_runs(quantized, exported, dtype):
     ops = Counter(node.op_type for node in onnx.load(str(quantized[dtype] / "model.onnx")).graph.node)
