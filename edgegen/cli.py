@@ -26,8 +26,14 @@ WORKSTATION_MODULES = {"torch", "transformers", "onnx", "safetensors"}  # the ex
 def add_export(commands) -> None:
     p = commands.add_parser("export", help="convert a Hugging Face checkpoint directory to an edgegen model",
                             description="Convert a Hugging Face checkpoint (qwen2, llama, MARS a2d-qwen2) to ONNX.")
-    p.add_argument("src", type=Path, help="checkpoint directory: config.json, safetensors, tokenizer files")
+    p.add_argument("src", type=Path, help="checkpoint directory: config.json, safetensors, tokenizer files "
+                                          "(with --from-onnx: an optimum ONNX export)")
     p.add_argument("out", type=Path, help="output model directory")
+    p.add_argument("--from-onnx", action="store_true",
+                   help="SRC is a decoder exported by optimum (model.onnx or onnx/model.onnx, config.json, tokenizer "
+                        "files), as the onnx-community models are: write OUT with the edgegen.json that loading SRC "
+                        "infers each time, so OUT loads faster; the graph, config and tokenizer files are hard-linked "
+                        "into OUT (copied when OUT is on another filesystem). Takes --max-context and --force only")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8", "int4"], default="fp32",
                    help="precision: fp32/fp16 weights and compute; int8 (dynamic) or int4 (MatMulNBits) weights "
                         "with fp32 compute")
@@ -52,13 +58,28 @@ def add_export(commands) -> None:
 
 def run_export(args) -> int:
     from .export import export_model
+    from .export.from_onnx import export_from_onnx
 
-    manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
-                            args.verify, latent_inputs=args.latent_inputs, attention=args.attention, topk=args.topk)
+    if args.from_onnx:
+        if flags := checkpoint_only_flags(args):
+            raise EdgegenError(f"--from-onnx takes the graph as it is; drop {', '.join(flags)}, which shape graphs "
+                               "built from a checkpoint")
+        manifest = export_from_onnx(args.src, args.out, args.force, args.max_context)
+    else:
+        manifest = export_model(args.src, args.out, args.dtype, args.max_context, args.block_size, args.force,
+                                args.verify, latent_inputs=args.latent_inputs, attention=args.attention,
+                                topk=args.topk)
     mode = "AR only" if manifest.mask_token_id is None else f"MARS block size {manifest.block_size or 'unknown'}"
     print(f"exported to {args.out} ({manifest.weights or manifest.dtype}, max context {manifest.max_context}, "
           f"{mode})", file=sys.stderr)
     return 0
+
+
+def checkpoint_only_flags(args) -> list[str]:
+    """The export options given that shape a graph built from a checkpoint."""
+    given = {"--dtype": args.dtype != "fp32", "--block-size": args.block_size is not None,
+             "--latent-inputs": args.latent_inputs, "--attention": args.attention != "gqa", "--topk": args.topk != 0}
+    return [flag for flag, used in given.items() if used]
 
 
 def add_export_memory(commands) -> None:
@@ -239,11 +260,14 @@ def run_bench(args) -> int:
     summaries = bench.benchmark(model, prompt_ids, configs, args.max_new_tokens, args.repeat, args.warmup, genai)
     settings = {"max_new_tokens": args.max_new_tokens, "repeat": args.repeat, "warmup": args.warmup,
                 "prompts": str(args.prompts or ("synthetic" if args.prompt_tokens else "built-in")),
-                "threads": args.threads, "provider": model.engine.provider}
+                "threads": args.threads, "provider": model.engine.provider, "max_context": model.max_context,
+                "kv_cache_bytes": model.engine.kv_bytes}
     if args.json:
         print(bench.as_json(model.path, summaries, settings))
     else:
         bench.print_table(summaries)
+        print(f"KV cache: {model.engine.kv_bytes / 2**20:.1f} MiB for {model.max_context} tokens (--max-context)",
+              file=sys.stderr)
     if genai:
         best, rival, ratio = bench.best_ratio(summaries)
         print(f"best edgegen ({best['config']}) / best onnxruntime-genai ({rival['config']}) decode tokens/s: "

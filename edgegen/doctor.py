@@ -124,7 +124,7 @@ def conformance(model_dir: Path, provider: str, reference_dir: Path | None, thre
     modes = ["ar", "verify"] + (["threshold"] if model.manifest.mask_token_id is not None else [])
     report = {"model": str(model_dir), "provider": model.engine.provider, "reference": str(reference_dir or model_dir),
               "dtype": model.manifest.weights or model.manifest.dtype, "attention": model.manifest.graph.attention,
-              "modes": {}}
+              "max_context": model.max_context, "kv_cache_bytes": model.engine.kv_bytes, "modes": {}}
     # verify is lossless, so it must give the reference's AR tokens; threshold is lossy and its tokens depend on
     # the block size, which the pilot picks from each provider's costs: both sides run one fixed size
     block = {"block_size": model.manifest.block_size or 4}
@@ -168,6 +168,7 @@ def print_environment(env: dict) -> None:
 def print_conformance(report: dict) -> None:
     print(f"\nmodel {report['model']} ({report['dtype']}, {report['attention']} attention) on {report['provider']}, "
           f"reference {report['reference']} on the CPU")
+    print(f"KV cache: {report['kv_cache_bytes'] / 2**20:.1f} MiB for {report['max_context']} tokens")
     print(f"{'mode':<10}{'equal':>8}{'decode tok/s':>14}  first divergence")
     for mode, row in report["modes"].items():
         first = row["mismatches"][0] if row["mismatches"] else None

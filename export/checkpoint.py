@@ -129,7 +129,7 @@ def layer_types(config: dict, arch: str) -> list[str]:
     count, window = config["num_hidden_layers"], config.get("sliding_window")
     if config.get("layer_types"):
         types = list(config["layer_types"])
-        if len(types) != count or set(types) - {FULL, SLIDING}:
+        if len(types) < count or set(types) - {FULL, SLIDING}:  # more than the layers: the weights check says
             raise ExportError(f"config.json's layer_types must name {FULL} or {SLIDING} for each of the "
                               f"{count} layers, not {types}")
         return types

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 from ..runtime.compressor import MEMORY_MANIFEST, CompressorManifest
 from .checkpoint import SafetensorsFile, Weights, read_json, read_model_spec
 from .errors import ExportError
-from .exporter import prepare_output, replace_directory
+from .exporter import staged_output
 from .graph import GraphBuilder, finish_model, gqa_attention, rope_caches, transformer
 
 STATE_FILE, STATE_CONFIG = "memory.safetensors", "memory_config.json"  # the project's own layout
@@ -122,8 +122,7 @@ def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: 
     max_tokens = max_tokens or config.get("max_evidence_tokens") or 128  # the reference's truncation
     spec = read_model_spec(base)
     weights = Weights(base)
-    staging = prepare_output(out, src, force, marker=MEMORY_MANIFEST)
-    try:
+    with staged_output(out, src, force, marker=MEMORY_MANIFEST) as staging:
         for adapter, with_projection in (("compress", True), ("query", False)):
             graph = build_encoder(spec, MergedWeights(weights, state, adapter, scale), state, max_tokens,
                                   with_projection)
@@ -136,10 +135,6 @@ def export_memory(src: Path, out: Path, base: Path | None = None, trust_pickle: 
             lora_scale=float(scale), generator=config.get("generator", {}),
             checksum={"base_weights_sha256": weights.sha256(), "state_sha256": state_checksum(state)})
         manifest.save(staging)
-        replace_directory(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -3,6 +3,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -85,6 +87,19 @@ def remove_abandoned(out: Path) -> None:
             pass
 
 
+@contextmanager
+def staged_output(out: Path, src: Path, force: bool, marker: str = MANIFEST_NAME) -> Iterator[Path]:
+    """A fresh staging directory beside OUT (see prepare_output), swapped in for OUT when the block completes and
+    removed when it fails: OUT is never left half-written."""
+    staging = prepare_output(out, src, force, marker)
+    try:
+        yield staging
+        replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def replace_directory(staging: Path, out: Path) -> None:
     """Swap the finished export in; the previous export is removed only after the new one is in place."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -131,8 +146,7 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
     max_context = max_context or spec.max_position_embeddings
     if max_context < MIN_CONTEXT:
         raise ExportError(f"--max-context must be at least {MIN_CONTEXT}, got {max_context}")
-    staging = prepare_output(out, src, force)
-    try:
+    with staged_output(out, src, force) as staging:
         progress.stage(f"read {spec.model_type} checkpoint: {spec.num_layers} layers, hidden {spec.hidden_size}, "
                        f"vocab {spec.vocab_size}, weights {spec.source_dtype}")
         model = build_decoder(spec, weights, compute, max_context, latent_inputs, quantized, attention,
@@ -171,10 +185,6 @@ def export_model(src: Path, out: Path, dtype: str = "fp32", max_context: int | N
         if verify:
             manifest.cost_curve = measure_cost_curve(staging, manifest)
         manifest.save(staging)
-        replace_directory(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if manifest.mask_token_id is None:
         progress.note("no <|mask|> token in the tokenizer: this model runs in AR mode only")
     return manifest

@@ -2,7 +2,7 @@
 
 The graph's past and present KV are bound to the same buffer, so a forward writes the new
 tokens' KV in place; rewinding (dropping mask-token KV, reusing a chat prefix) only shortens
-the list of cached tokens.
+the list of cached tokens. ConcatKVEngine serves graphs whose present KV is a new tensor (optimum's exports).
 """
 import hashlib
 import time
@@ -61,7 +61,10 @@ class Engine:
             graph, provider, trt_options = prebuilt, TENSORRT, {}
         elif name == TENSORRT:
             trt_options = {**session_options(manifest, self.max_context, max_block_tokens), **(trt_options or {})}
-        self.session, self.provider = make_session(graph, provider, threads, trt_options, cuda_options)
+        # a quantized export of a tied model reads its embeddings through a Reshape of the LM head weights:
+        # folding it would copy them (65 MB more peak memory and 0.1 s more load at Qwen2.5-0.5B's int4)
+        self.session, self.provider = make_session(graph, provider, threads, trt_options, cuda_options,
+                                                   fold_constants=not manifest.weights)
         self.device = "cpu" if self.provider == CPU else "cuda"
         # onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only: an fp32 GQA graph attends on the CPU,
         # and its KV must live there too (a bound input on another device is copied once, at bind time)
@@ -92,6 +95,12 @@ class Engine:
                 self.forward([0] * count, keep)
                 self.rewind(0)
         self.forward_seconds = 0.0
+
+    @property
+    def kv_bytes(self) -> int:
+        """The KV cache's memory: keys and values of every layer for max_context tokens, allocated at load."""
+        m = self.manifest
+        return 2 * m.num_layers * m.num_kv_heads * self.max_context * m.head_dim * np.dtype(KV_DTYPES[m.dtype]).itemsize
 
     def _bind_kv_cache(self) -> dict:
         """One max-context buffer per layer's keys and values, bound as past input and present output."""
@@ -165,13 +174,7 @@ class Engine:
                 raise EdgegenError("this model's graph has no top-k outputs; re-export it with "
                                    "`edgegen export --topk K`")
             self._bind_outputs(logits_to_keep, top_k)
-        start = time.perf_counter()
-        try:
-            self.session.run_with_iobinding(binding)
-        except Exception as e:  # noqa: BLE001 - onnxruntime's errors are plain pybind exceptions
-            raise EdgegenError(f"onnxruntime failed on {past} cached + {new} new tokens ({str(e)[:300]}); the graph "
-                               "does not match edgegen.json (edited, or another export's): re-export the model") from e
-        self.forward_seconds += time.perf_counter() - start
+        self._run(past, new)
         self.tokens.extend(items)
         if not top_k:
             return Rows(self._scores[names.logits][0, :logits_to_keep])
@@ -179,6 +182,15 @@ class Engine:
         order = ids.argsort(axis=-1)
         return Rows(np.take_along_axis(logits, order, -1), np.take_along_axis(ids, order, -1),
                     self._scores[names.logsumexp][0, :logits_to_keep])
+
+    def _run(self, past: int, new: int) -> None:
+        start = time.perf_counter()
+        try:
+            self.session.run_with_iobinding(self.binding)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors are plain pybind exceptions
+            raise EdgegenError(f"onnxruntime failed on {past} cached + {new} new tokens ({str(e)[:300]}); the graph "
+                               "does not match edgegen.json (edited, or another export's): re-export the model") from e
+        self.forward_seconds += time.perf_counter() - start
 
     def logits(self, items: list, logits_to_keep: int) -> np.ndarray:
         """forward() returning a copy of the whole logit rows, [keep, vocab], for checks and comparisons."""
@@ -216,3 +228,51 @@ class Engine:
     def rewind(self, length: int) -> None:
         """Forget every cached token from `length` on; their KV rows are simply overwritten later."""
         del self.tokens[length:]
+
+
+class ConcatKVEngine(Engine):
+    """An engine for graphs whose present KV is a new tensor, the past followed by the new tokens' KV (optimum's
+    exports): onnxruntime allocates each forward's presents, and they are bound as the next forward's pasts. After
+    a rewind, the next forward first cuts the pasts to the tokens still cached (one copy)."""
+
+    def _bind_kv_cache(self) -> dict:
+        """Empty pasts to begin with; the logits and presents are bound before each forward."""
+        m, names = self.manifest, self.manifest.graph
+        self._kv_host = []  # read_kv reads the bound pasts themselves
+        self._kv_names = [(past % layer, present % layer) for layer in range(m.num_layers)
+                          for past, present in ((names.past_key, names.present_key),
+                                                (names.past_value, names.present_value))]
+        return self._bind_past(self._on_kv_device(np.zeros((2 * m.num_layers, m.num_kv_heads, 0, m.head_dim),
+                                                           KV_DTYPES[m.dtype])))
+
+    def _bind_past(self, values: list) -> dict:
+        self.kv_cache = {past: value for (past, _), value in zip(self._kv_names, values)}
+        for name, value in self.kv_cache.items():
+            self.binding.bind_ortvalue_input(name, value)
+        return self.kv_cache
+
+    def _on_kv_device(self, kv: np.ndarray) -> list:
+        """read_kv's layout as one past tensor per layer's keys or values."""
+        return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array[None]), self.kv_device, 0) for array in kv]
+
+    def write_kv(self, tokens: list, kv: np.ndarray) -> None:
+        self._bind_past(self._on_kv_device(kv))
+        self.tokens = list(tokens)
+
+    def _bind_outputs(self, rows: int, top_k: bool) -> None:
+        """Nothing to bind here: the graph returns logits for every new token, and _run keeps the last `rows`."""
+        self._outputs = (rows, top_k)
+
+    def _run(self, past: int, new: int) -> None:
+        names = self.manifest.graph
+        if next(iter(self.kv_cache.values())).shape()[2] != past:  # tokens were rewound since the last forward
+            self._bind_past(self._on_kv_device(self.read_kv(past)))
+        # bound unallocated every time: onnxruntime would write into the tensors the last forward left bound, whose
+        # shape no longer fits
+        self.binding.bind_output(names.logits, "cpu")
+        for _, present in self._kv_names:
+            self.binding.bind_output(present, self.kv_device)
+        super()._run(past, new)
+        logits, *presents = self.binding.get_outputs()
+        self._bind_past(presents)
+        self._scores[names.logits] = logits.numpy()[:, -self._outputs[0]:].astype(np.float32, copy=False)

@@ -20,7 +20,7 @@ class GraphInterface:
     position_ids: str | None = "position_ids"  # None: the graph takes positions from the attention mask, as
     # exports do now; earlier exports take this input
     attention_mask: str = "attention_mask"
-    logits_to_keep: str = "logits_to_keep"
+    logits_to_keep: str | None = "logits_to_keep"  # None: logits come back for every new token (optimum's graphs)
     logits: str = "logits"
     past_key: str = "past_key_values.%d.key"
     past_value: str = "past_key_values.%d.value"
@@ -34,7 +34,8 @@ class GraphInterface:
     logsumexp: str | None = None  # [batch, logits_to_keep] float32, log-sum-exp of each whole logit row
     attention: str = "gqa"  # gqa: onnxruntime's GroupQueryAttention; standard: plain ONNX ops TensorRT takes whole
     kv_layout: str = "BNSH"
-    kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer
+    kv_shared_buffer: bool = True  # past and present may be bound to one max-context buffer; False: the present
+    # is a new tensor, the past plus the new tokens' KV (optimum's graphs)
 
 
 @dataclass
@@ -67,8 +68,9 @@ class Manifest:
     def load(cls, directory: Path) -> "Manifest":
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
-            raise EdgegenError(f"{directory} is not an edgegen model directory (no {MANIFEST_NAME}); "
-                               "create one with: edgegen export CHECKPOINT_DIR OUT_DIR")
+            from .optimum_graph import infer_manifest  # it builds a Manifest, so it cannot be imported above
+
+            return infer_manifest(Path(directory))
         fix = "re-export the model (edgegen export ... --force)"
         data = read_json_object(path, fix)
         version = data.get("format_version")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .decoding import decode_blocks, decode_verified, reuse_cached_prefix
 from .drafting import LOOKUP, LOOKUP_MAX, MASK, DraftPilot, DraftStats, FixedDrafts
-from .engine import Engine, Latent
+from .engine import ConcatKVEngine, Engine, Latent
 from .errors import EdgegenError
 from .grammar import Constraint, ll_tokenizer
 from .lookup import PromptLookup
@@ -147,7 +147,8 @@ class Model:
         self._lock, self._holder = threading.Lock(), None
         self.manifest = Manifest.load(self.path)
         self.tokenizer = Tokenizer(self.path)
-        self.engine = Engine(self.path, self.manifest, provider, max_context, threads)
+        engine = Engine if self.manifest.graph.kv_shared_buffer else ConcatKVEngine
+        self.engine = engine(self.path, self.manifest, provider, max_context, threads)
         self.prompt_cache = PromptCache(prompt_cache, self.manifest) if prompt_cache else None
         self._cost_curve: CostCurve | None = None
         self._pilots: dict[tuple, DraftPilot] = {}  # verify's pilots keep what they learned between generations

@@ -52,8 +52,9 @@ def provider_chain(provider: str, trt_options: dict | None, cuda_options: dict |
 
 
 def make_session(path: Path, name: str, threads: int | None, trt_options: dict | None = None,
-                 cuda_options: dict | None = None) -> tuple[ort.InferenceSession, str]:
-    """A session on the first provider of `name` that starts; returns it and that provider."""
+                 cuda_options: dict | None = None, fold_constants: bool = True) -> tuple[ort.InferenceSession, str]:
+    """A session on the first provider of `name` that starts; returns it and that provider. `fold_constants`
+    False keeps a constant subgraph as it is, as for weights shared through a Reshape (folding would copy them)."""
     if not path.is_file():
         raise EdgegenError(f"missing file {path}; re-export the model")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
@@ -70,7 +71,8 @@ def make_session(path: Path, name: str, threads: int | None, trt_options: dict |
             preload_gpu_libraries()
         try:
             session = ort.InferenceSession(os.fspath(path), options, providers=provider_chain(provider, trt_options,
-                                                                                           cuda_options))
+                                                                                           cuda_options),
+                                           disabled_optimizers=[] if fold_constants else ["ConstantFolding"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeErrors for missing libraries
             failures.append(f"{provider}: {str(e).splitlines()[0][:300]}")
             continue

@@ -25,6 +25,12 @@ def test_conformance_passes_on_the_cpu_and_fails_against_another_model(exported)
     run = doctor(exported["mars"], "--provider", "cpu")
     assert run.returncode == 0, run.stderr
     assert "conformance: passed" in run.stdout and "forward ms by new tokens: 1:" in run.stdout
+    from edgegen import load
+
+    engine = load(exported["mars"], provider="cpu").engine  # what is allocated, not what is assumed
+    allocated = sum(array.nbytes for array in engine._kv_host)
+    assert engine.kv_bytes == allocated
+    assert f"KV cache: {allocated / 2**20:.1f} MiB for {engine.max_context} tokens" in run.stdout
     other = conformance(exported["mars"], "cpu", exported["qwen2_4x"], threads=1)  # other weights, other tokens
     assert not other["passed"] and other["modes"]["ar"]["mismatches"]
     first = other["modes"]["ar"]["mismatches"][0]

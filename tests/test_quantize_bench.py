@@ -109,6 +109,7 @@ def test_bench_command_json_and_plot(exported, tmp_path):
     assert run.returncode == 0, run.stderr
     results = {r["config"]: r for r in json.loads(run.stdout)["results"]}
     assert set(results) == {"ar", "threshold:0.5@4"}
+    assert json.loads(run.stdout)["settings"]["kv_cache_bytes"] == load(exported["mars"]).engine.kv_bytes
     assert all(r["runs"] == 4 and r["decode_tokens_per_s"] > 0 and r["step_ms_p99"] >= r["step_ms_p50"] > 0
                for r in results.values())
     assert results["ar"]["tokens_per_forward"] == 1.0  # the end-of-sequence token counts: it took a forward
