@@ -9,8 +9,9 @@ from .models import RAG_COMPRESSOR, RAG_GENERATOR
 from .runtime import EdgegenError, ann
 from .runtime.compressor import Compressor
 from .runtime.jsonl import jsonl_rows, read_text
-from .runtime.latent_store import LatentStore
+from .runtime.latent_store import DATABASE, Hit, LatentStore
 from .runtime.rag import index_evidence, rag
+from .runtime.retrieval import RETRIEVAL_MODES
 from .runtime.store_upgrade import upgrade
 from .status import StatusLine
 
@@ -105,21 +106,31 @@ def run_ask(args, generator_options: dict) -> int:
     compressor = args.compressor or store.info.get("compressor_path")
     if not compressor:
         raise EdgegenError("the store does not say where its compressor is; pass --compressor DIR")
+    if args.retrieval == "hybrid" and not store.lexical_index:
+        print(f"edgegen: {args.store} has no lexical index yet, so it is searched by latents alone; "
+              f"`edgegen rag upgrade {args.store}` builds one from the texts it kept", file=sys.stderr)
     generator = load(args.generator, provider=args.provider)
     answer = rag(args.question, store, generator, Compressor(compressor, provider=args.provider), k=args.k,
-                 as_text=args.as_text, **generator_options)
-    sources = [{"id": h.record.id, "source": h.record.source, "score": h.score, "text": h.record.text}
-               for h in answer.hits]
+                 as_text=args.as_text, retrieval=args.retrieval, **generator_options)
+    sources = [{"id": h.record.id, "source": h.record.source, "score": h.score, "scores": h.scores,
+                "ranks": h.ranks, "text": h.record.text} for h in answer.hits]
     if args.json:
         print(json.dumps({"answer": answer.text, "sources": sources, "prompt_tokens": answer.prompt_tokens,
                           "context_tokens": answer.context_tokens, "stop_reason": answer.result.stop_reason}))
         return 0
     print(answer.text)
     if args.show_sources:
-        for i, source in enumerate(sources, 1):
-            print(f"  [{i}] {source['score']:.3f} {source['source']} {source['text'] or ''}".rstrip())
+        for i, hit in enumerate(answer.hits, 1):
+            print(f"  [{i}] {describe_scores(hit)} | {hit.record.id} ({hit.record.source}) | "
+                  f"{hit.record.text if hit.record.text is not None else '(text not kept)'}")
     print(f"[{answer.prompt_tokens} prompt tokens, {answer.context_tokens} for {len(sources)} items]", file=sys.stderr)
     return 0
+
+
+def describe_scores(hit: Hit) -> str:
+    """Like "hybrid 0.0325 | latent 0.873 #2 | lexical 7.412 #1": the fused score, then each method's and place."""
+    return " | ".join(f"{method} {score:.4f}" if method == "hybrid" else f"{method} {score:.3f} #{hit.ranks[method]}"
+                      for method, score in sorted(hit.scores.items(), key=lambda item: item[0] != "hybrid"))
 
 
 def run_ls(args) -> int:
@@ -147,9 +158,16 @@ def run_stats(args) -> int:
 
 
 def run_upgrade(args) -> int:
-    live = upgrade(args.store)
-    print(f"converted {args.store} to the current format ({live} items); the old files are in "
-          f"{args.store / 'format-1'}, to delete once you are happy with it", file=sys.stderr)
+    if not (args.store / DATABASE).is_file():
+        live = upgrade(args.store)
+        print(f"converted {args.store} to the current format ({live} items); the old files are in "
+              f"{args.store / 'format-1'}, to delete once you are happy with it", file=sys.stderr)
+    with LatentStore.open(args.store, writable=True) as store:  # a writable open builds the lexical index
+        stats = store.stats()
+    unindexed = stats["items"] - stats["lexical_items"]
+    print(f"{args.store}: {stats['lexical_items']} of {stats['items']} items in the lexical index" +
+          (f"; {unindexed} kept no text: add them again (`edgegen rag rm`, then `edgegen rag index`) to find them "
+           "by their words" if unindexed > 0 else ""), file=sys.stderr)
     return 0
 
 
@@ -176,13 +194,18 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     ask.add_argument("--compressor", type=Path, help="default: the one the store was indexed with")
     ask.add_argument("--k", type=whole_number(1), default=5, help="evidence items to retrieve")
     ask.add_argument("--as-text", action="store_true", help="baseline: give the generator the retrieved texts")
-    ask.add_argument("--show-sources", action="store_true")
+    ask.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="hybrid",
+                     help="latent: cosine of the compressor's vectors; lexical: BM25 over the words; hybrid (default): "
+                          "both, fused by reciprocal rank")
+    ask.add_argument("--show-sources", action="store_true",
+                     help="print the retrieved items: their scores (per method and fused) and texts, when kept")
     ask.add_argument("--json", action="store_true")
     ask.add_argument("--provider", default="auto")
     add_decoding_options(ask)
     ask.set_defaults(run=lambda args: run_ask(args, decoding_options(args)), max_new_tokens=32)  # the reference's
     for name, run, helptext in (("ls", run_ls, "list stored items"), ("stats", run_stats, "store statistics"),
-                                ("upgrade", run_upgrade, "convert a store of an earlier edgegen to this format")):
+                                ("upgrade", run_upgrade, "bring a store of an earlier edgegen to this format (and "
+                                                         "build its lexical index from the texts it kept)")):
         command = sub.add_parser(name, help=helptext)
         command.add_argument("store", type=Path)
         command.set_defaults(run=run)

@@ -2,15 +2,20 @@
 
 SQLite (WAL mode, Python's own sqlite3) gives what a store must never get wrong: a batch commits whole or
 not at all, a killed writer or a full disk loses nothing committed, readers see a snapshot. `store.sqlite`:
-    meta     key -> JSON value: format, version, vector sizes, the compressor
+    meta     key -> JSON value: format, version, vector sizes, the compressor, rows given to `lexical`
     items    one row per added item (row numbers 0, 1, ... in order of adding, never reused): id, a deleted
              flag, source, text hash, metadata (and the text when kept); small, so opening reads it fast
     chunks   the retrieval vectors (normalized, fp16) of up to CHUNK_ROWS consecutive rows per BLOB, so that
              a million load in one pass for exact search
     latents  the generator latents (fp16) of up to LATENT_CHUNK_ROWS consecutive rows per BLOB: few rows to
              insert, and small enough to read whole for the one latent a retrieval hit needs
+    lexical  a contentless FTS5 table (no text kept, only its words' postings) keyed by row number, for BM25
+             search; written in the same transactions as the items. A contentless FTS5 row is deleted by handing
+             SQLite its words again, read back from the index (fts5vocab): SQLite 3.43's contentless_delete=1
+             would not need them, but a table declared with it cannot be read by an older SQLite.
 Every vector BLOB carries a CRC32, checked when read: damaged bytes are an error, never a wrong result.
-A contentless FTS5 table keyed by row number can join these for lexical search without keeping text.
+The lexical index has no checksums of its own: SQLite's integrity check (`stats --check`) finds damaged pages,
+and damage inside its postings can change only which rows lexical search ranks, not a record or vector.
 Exact search runs over an in-memory matrix; the optional usearch index (ann.py) is a cache beside the file.
 One writer at a time (a lock file); readers may be many.
 """
@@ -18,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import zlib
 from collections import Counter
@@ -34,6 +40,7 @@ FORMAT, FORMAT_VERSION = "edgegen-latent-store", 2
 DATABASE = "store.sqlite"
 CHUNK_ROWS, LATENT_CHUNK_ROWS = 4096, 64
 SEARCH_CHUNK_ROWS = 1 << 16
+MAX_QUERY_WORDS = 64  # a lexical query ORs at most this many distinct words of its text
 FP32_CACHE_BYTES = 1 << 30  # retrieval matrices up to this size are searched from an fp32 copy in memory
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +52,9 @@ CREATE TABLE latents (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL, vect
 CREATE TABLE chunks (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL, vectors BLOB NOT NULL,
                      crc INTEGER NOT NULL);
 """
+LEXICAL_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(text, content='')"
+LEXICAL_INSERT = "INSERT INTO lexical(rowid, text) VALUES (?, ?)"
+LEXICAL_DELETE = "INSERT INTO lexical(lexical, rowid, text) VALUES ('delete', ?, ?)"
 
 
 @dataclass
@@ -59,8 +69,10 @@ class Record:
 @dataclass
 class Hit:
     record: Record
-    score: float
+    score: float  # what the hit was ranked by: cosine, BM25 (higher is better) or a fused score
     row: int
+    scores: dict[str, float] = field(default_factory=dict)  # per retrieval method that ranked it (retrieval.py)
+    ranks: dict[str, int] = field(default_factory=dict)  # its place, from 1, in each of those rankings
 
 
 def text_hash(text: str) -> str:
@@ -107,6 +119,7 @@ class LatentStore:
         self.path, self._db, self._lock = path, db, lock
         self.info = {key: json.loads(value) for key, value in self._query("SELECT key, value FROM meta")}
         self.retrieval_dim, self.latent_dim = self.info["retrieval_dim"], self.info["latent_dim"]
+        self.lexical_index = bool(self._query("SELECT 1 FROM sqlite_master WHERE name = 'lexical'"))
         self.records = Records(self)
         self._load_snapshot()
 
@@ -145,6 +158,8 @@ class LatentStore:
             if compressor is not None and compressor != store.info["compressor"]:
                 raise EdgegenError(f"{path} was built with compressor {store.info['compressor']}, not {compressor}: "
                                    "its vectors do not fit this compressor; use a new store for it")
+            if writable:
+                store._index_kept_texts()
             return store
         except sqlite3.DatabaseError as e:
             raise damaged(path, e) from e
@@ -190,9 +205,9 @@ class LatentStore:
         try:
             db.execute("PRAGMA page_size = 65536")  # vectors are most of the bytes: fewer, larger pages
             db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(SCHEMA)
+            db.executescript(SCHEMA + LEXICAL_SCHEMA)
             meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "retrieval_dim": retrieval_dim,
-                    "latent_dim": latent_dim, "compressor": compressor}
+                    "latent_dim": latent_dim, "compressor": compressor, "lexical_rows": 0}
             db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
         finally:
             db.close()
@@ -246,12 +261,35 @@ class LatentStore:
             raise EdgegenError("this store was opened read-only; open it with writable=True to change it")
         self._recover()
 
+    def _index_kept_texts(self) -> None:
+        """Bring the lexical index up to every row: a store made before it existed gets it, built from the texts
+        it kept (as do rows an older edgegen added). `lexical_rows` counts the rows the index has been given."""
+        first = self.info.get("lexical_rows", 0)
+        if self.lexical_index and first == self.rows:
+            return
+        kept = self._query("SELECT row, text FROM items WHERE row >= ? AND deleted = 0 AND text IS NOT NULL",
+                           (first,))
+        self._write([(LEXICAL_SCHEMA, None), (LEXICAL_INSERT, kept), self._lexical_rows(self.rows)])
+        self.lexical_index = True
+        self.info["lexical_rows"] = self.rows
+        self._stale = False
+
+    @staticmethod
+    def _lexical_rows(rows: int) -> tuple[str, list]:
+        return "INSERT OR REPLACE INTO meta VALUES ('lexical_rows', ?)", [(json.dumps(rows),)]
+
     def append(self, records: list[Record], retrieval: np.ndarray, latents: np.ndarray,
-               deleted: np.ndarray | None = None) -> None:
+               deleted: np.ndarray | None = None, texts: list[str | None] | None = None) -> None:
         """Add items in one transaction: when this returns they are committed; if it fails, none are.
-        `deleted` flags rows stored as deleted already (converting an old store keeps its row numbers)."""
+        `deleted` flags rows stored as deleted already (converting an old store keeps its row numbers).
+        `texts` are what lexical search finds them by, one per record or None (default: the kept texts);
+        they are indexed, not stored."""
         self._require_writer()
         live = np.ones(len(records), bool) if deleted is None else ~np.asarray(deleted, bool)
+        texts = [r.text for r in records] if texts is None else list(texts)
+        if len(texts) != len(records) or not all(t is None or (isinstance(t, str) and encodable(t)) for t in texts):
+            raise EdgegenError(f"texts must be one str (valid Unicode: no lone surrogates) or None per record; got "
+                               f"{len(texts)} for {len(records)} records")
         retrieval = self._vectors(retrieval, len(records), self.retrieval_dim, "retrieval")
         latents = self._vectors(latents, len(records), self.latent_dim, "latent").astype(np.float16)
         ids = [r.id for r in records]
@@ -267,9 +305,12 @@ class LatentStore:
         items = [(start + i, r.id, int(not alive), r.source, r.text_sha256,
                   json.dumps(r.metadata, ensure_ascii=False) if r.metadata else "{}", r.text)
                  for i, (r, alive) in enumerate(zip(records, live))]
+        lexical = [(start + i, text) for i, (text, alive) in enumerate(zip(texts, live)) if alive and text is not None]
         self._write([("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", items),
                      ("INSERT INTO chunks VALUES (?, ?, ?, ?)", chunked(retrieval, start, CHUNK_ROWS)),
-                     ("INSERT INTO latents VALUES (?, ?, ?, ?)", chunked(latents, start, LATENT_CHUNK_ROWS))])
+                     ("INSERT INTO latents VALUES (?, ?, ?, ?)", chunked(latents, start, LATENT_CHUNK_ROWS)),
+                     (LEXICAL_INSERT, lexical), self._lexical_rows(start + len(records))])
+        self.info["lexical_rows"] = start + len(records)
         self.rows += len(records)
         self.row_of.update((r.id, start + i) for i, (r, alive) in enumerate(zip(records, live)) if alive)
         self.live = np.concatenate([self.live, live])
@@ -290,8 +331,8 @@ class LatentStore:
         try:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                for sql, rows in statements:
-                    self._db.executemany(sql, rows)
+                for sql, rows in statements:  # rows None: a statement run once (DDL)
+                    self._db.execute(sql) if rows is None else self._db.executemany(sql, rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # an interrupted BEGIN may have opened it already
@@ -312,11 +353,23 @@ class LatentStore:
         if not all(isinstance(i, str) for i in ids):
             raise EdgegenError(f"ids are strings; got {[i for i in ids if not isinstance(i, str)][:3]!r}")
         present = [i for i in dict.fromkeys(ids) if i in self.row_of]
-        self._write([("UPDATE items SET deleted = 1 WHERE row = ?", [(self.row_of[i],) for i in present])])
+        if not present:
+            return 0
+        rows = [self.row_of[i] for i in present]
+        self._write([("UPDATE items SET deleted = 1 WHERE row = ?", [(row,) for row in rows]),
+                     (LEXICAL_DELETE, self._indexed_words(rows))])
         for item_id in present:
             self.live[self.row_of.pop(item_id)] = False
         self._stale = False
         return len(present)
+
+    def _indexed_words(self, rows: list[int]) -> list[tuple[int, str]]:
+        """(row, its words) for each of these rows in the lexical index, read back from the index itself: what
+        deleting a row from a contentless FTS5 table needs. One pass over the index (fts5vocab has no row index);
+        the writer lock keeps it true until the delete commits."""
+        self._query("CREATE VIRTUAL TABLE IF NOT EXISTS temp.lexical_words USING fts5vocab(main, lexical, instance)")
+        return self._query("SELECT doc, group_concat(term, ' ') FROM temp.lexical_words "
+                           "WHERE doc IN (SELECT value FROM json_each(?)) GROUP BY doc", (json.dumps(rows),))
 
     def _set_meta(self, **values) -> None:
         self._write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])])
@@ -351,8 +404,7 @@ class LatentStore:
         the rows added since are re-scored exactly; without one, or with exact=True, every row is scored."""
         if query is None or isinstance(query, (str, bytes)):
             raise EdgegenError(f"a query is a vector of {self.retrieval_dim} numbers, not {type(query).__name__}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise EdgegenError(f"k must be a whole number >= 1, not {k!r}")
+        check_k(k)
         query = self._vectors(query, 1, self.retrieval_dim, "query")[0]
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         k = min(int(k), len(self))
@@ -384,6 +436,24 @@ class LatentStore:
         best = best[np.argsort(-scores[best])]
         return [Hit(self.records[int(rows[i])], float(scores[i]), int(rows[i])) for i in best]
 
+    def lexical_search(self, text: str, k: int = 5) -> list[Hit]:
+        """The k live items whose words best match any word of `text`, by BM25 (score: -bm25, higher is better).
+        Any text is safe: only its words reach FTS5, each quoted, so no FTS5 syntax does."""
+        if not isinstance(text, str):
+            raise EdgegenError(f"a lexical query is text, not {type(text).__name__}")
+        check_k(k)
+        self._recover()
+        if not self.lexical_index:
+            raise EdgegenError(f"{self.path} has no lexical index (it was made before edgegen had one); build it "
+                               f"from the texts the store kept with `edgegen rag upgrade {self.path}`")
+        expression = match_expression(text)
+        if not expression:
+            return []
+        deleted = self.rows - int(self.live.sum())  # rows an older edgegen deleted may linger in the index
+        found = self._query("SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? AND rowid < ? "
+                            "ORDER BY bm25(lexical) LIMIT ?", (expression, self.rows, int(k) + deleted))
+        return [Hit(self.records[row], score, row) for row, score in found if self.live[row]][:k]
+
     def build_index(self) -> None:
         """Build (or rebuild) the usearch HNSW index over every committed row; needs `edgegen[ann]`."""
         self._require_writer()
@@ -405,7 +475,8 @@ class LatentStore:
         stats = {"items": len(self), "deleted": int((~self.live).sum()), "rows": self.rows,
                  "retrieval_dim": self.retrieval_dim, "latent_dim": self.latent_dim,
                  "bytes": sum(f.stat().st_size for f in files if f.is_file()),
-                 "ann_index_rows": self._ann.rows if self._ann else 0, "compressor": self.info["compressor"]}
+                 "ann_index_rows": self._ann.rows if self._ann else 0, "compressor": self.info["compressor"],
+                 "lexical_items": self._query("SELECT count(*) FROM lexical")[0][0] if self.lexical_index else 0}
         if check:
             stats["check"] = self._check()
         return stats
@@ -434,13 +505,28 @@ class LatentStore:
 
 
 def valid_id(item_id) -> bool:
-    if not isinstance(item_id, str) or not item_id or any(ord(c) < 32 for c in item_id):
-        return False
+    return isinstance(item_id, str) and bool(item_id) and not any(ord(c) < 32 for c in item_id) and encodable(item_id)
+
+
+def encodable(text: str) -> bool:
+    """Whether SQLite can store the text (no lone surrogates)."""
     try:
-        item_id.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise EdgegenError(f"k must be a whole number >= 1, not {k!r}")
+
+
+def match_expression(text: str) -> str:
+    """An FTS5 query for any of the text's first MAX_QUERY_WORDS distinct words, each a quoted string: FTS5 sees
+    no operators, column filters, prefixes or quotes of the text's own ("" when it has no words)."""
+    words = dict.fromkeys(word.lower() for word in re.findall(r"\w+", text))
+    return " OR ".join(f'"{word}"' for word in list(words)[:MAX_QUERY_WORDS])
 
 
 def chunked(vectors: np.ndarray, first_row: int, rows: int) -> list[tuple]:

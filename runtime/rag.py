@@ -12,8 +12,9 @@ from pathlib import Path
 from .compressor import Compressor
 from .engine import Latent
 from .errors import EdgegenError
-from .latent_store import Hit, LatentStore, Record, text_hash, valid_id
+from .latent_store import Hit, LatentStore, Record, encodable, text_hash, valid_id
 from .model import Model, Result
+from .retrieval import search
 from .tokenizer import Tokenizer
 
 PLACEHOLDER = "\x00context\x00"
@@ -23,7 +24,7 @@ RAG_MAX_NEW_TOKENS = 32  # the reference's answer length
 @dataclass
 class RagAnswer:
     text: str
-    hits: list[Hit]  # retrieved items, most similar first: .record (id, source, text...), .score
+    hits: list[Hit]  # retrieved items, best first: .record (id, source, text...), .score, .scores/.ranks per method
     prompt_tokens: int  # generator prompt length, one position per latent
     context_tokens: int  # of which the retrieved context: labels plus latents (or texts)
     result: Result
@@ -64,7 +65,8 @@ def index_evidence(store: LatentStore, items: list[dict], compressor: Compressor
                    batch_size: int = 32, progress=None) -> list[str]:
     """Compress evidence items ({"text", optional "id", "source", "metadata"}) into a store opened for writing,
     one transaction per batch; items whose id is stored already are skipped, so an interrupted index resumes.
-    The default id is the text's hash: a text given twice is stored once. Returns the ids added."""
+    The default id is the text's hash: a text given twice is stored once. Every text goes into the lexical
+    index; keep_text stores it too. Returns the ids added."""
     if compressor.identity != store.info["compressor"]:
         raise EdgegenError(f"{store.path} holds vectors of another compressor ({store.info['compressor']}); "
                            "use a new store for this one")
@@ -74,6 +76,9 @@ def index_evidence(store: LatentStore, items: list[dict], compressor: Compressor
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise EdgegenError(f"item {number} is not a dict with a \"text\" string: {str(item)[:80]!r}")
+        if not encodable(item["text"]):
+            raise EdgegenError(f"item {number} has a text that is not valid Unicode (a lone surrogate): "
+                               f"{item['text'][:80]!r}; fix the text")
         item_id = item["id"] if "id" in item else text_hash(item["text"])[:16]
         if not valid_id(item_id):
             raise EdgegenError(f"item {number} has id {item_id!r}: ids are non-empty strings of printable text")
@@ -84,20 +89,20 @@ def index_evidence(store: LatentStore, items: list[dict], compressor: Compressor
         retrieval, latents = compressor.embed_evidence([item["text"] for item in batch])
         store.append([Record(id=item["id"], source=item.get("source", ""), text_sha256=text_hash(item["text"]),
                              text=item["text"] if keep_text else None, metadata=item.get("metadata", {}))
-                      for item in batch], retrieval, latents)
+                      for item in batch], retrieval, latents, texts=[item["text"] for item in batch])
         if progress:
             progress(min(start + batch_size, len(todo)), len(todo))
     return [item["id"] for item in todo]
 
 
 def retrieve(question: str, store: LatentStore, generator: Model, compressor: Compressor, k: int = 5,
-             as_text: bool = False) -> tuple[list, list[Hit], int]:
-    """The generator's prompt for a question over its top-k evidence: (prompt items with latents in place,
-    the hits, how many items hold the context)."""
+             as_text: bool = False, retrieval: str = "hybrid") -> tuple[list, list[Hit], int]:
+    """The generator's prompt for a question over its top-k evidence, found by `retrieval` (hybrid, latent or
+    lexical: see retrieval.py): (prompt items with latents in place, the hits, how many items hold the context)."""
     if not as_text and compressor.manifest.generator_hidden != generator.manifest.hidden_size:
         raise EdgegenError(f"the compressor makes {compressor.manifest.generator_hidden}-d latents but the generator's "
                            f"embeddings are {generator.manifest.hidden_size}-d: use the generator it was trained for")
-    hits = store.search(compressor.embed_query(question), k)
+    hits = search(question, store, compressor, k, retrieval)
     if as_text and any(hit.record.text is None for hit in hits):
         raise EdgegenError("this store keeps no evidence texts; index with --keep-text to compare against "
                            "the raw-text baseline")
@@ -107,14 +112,16 @@ def retrieve(question: str, store: LatentStore, generator: Model, compressor: Co
 
 
 def rag(question: str, store: LatentStore | str | Path, generator: Model | str | Path,
-        compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, **options) -> RagAnswer:
-    """Answer a question from a latent store: embed it, retrieve the top k, generate over their latents.
+        compressor: Compressor | str | Path, k: int = 5, as_text: bool = False, retrieval: str = "hybrid",
+        **options) -> RagAnswer:
+    """Answer a question from a latent store: retrieve the top k (by `retrieval`: hybrid, latent or lexical),
+    generate over their latents.
     Unset options take their defaults (lossless "verify" decoding: an answer is a few tokens, and one wrongly
     accepted threshold-mode token, say an early end of turn, would cost all of it)."""
     store = store if isinstance(store, LatentStore) else LatentStore.open(store)
     generator = generator if isinstance(generator, Model) else Model(generator)
     compressor = compressor if isinstance(compressor, Compressor) else Compressor(compressor)
-    items, hits, context = retrieve(question, store, generator, compressor, k, as_text)
+    items, hits, context = retrieve(question, store, generator, compressor, k, as_text, retrieval)
     options = {"max_new_tokens": RAG_MAX_NEW_TOKENS, **{name: value for name, value in options.items()
                                                         if value is not None}}
     result = generator.stream(items, **options).run()

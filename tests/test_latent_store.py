@@ -153,7 +153,8 @@ WRITER = textwrap.dedent("""
     store = new_store({path!r})
     start = len(store.records)
     while True:
-        store.append(records(start, BATCH), vectors(start, BATCH, 16), vectors(10_000 + start, BATCH, 8))
+        store.append(records(start, BATCH), vectors(start, BATCH, 16), vectors(10_000 + start, BATCH, 8),
+                     texts=[f"text {{i}}" for i in range(start, start + BATCH)])
         start += BATCH
         print(start, flush=True)
 """)
@@ -174,6 +175,9 @@ def test_sigkill_at_random_points_loses_nothing_that_was_committed(tmp_path):
             committed = len(store)
     assert committed >= 50 * BATCH
     assert_holds_items(path, committed)
+    with LatentStore.open(path) as store:  # the lexical index committed with the items, row for row
+        assert store.stats()["lexical_items"] == committed
+        assert store.lexical_search(f"text {committed - 1}", k=1)[0].record.id == f"item-{committed - 1}"
 
 
 def test_an_add_interrupted_inside_its_transaction_and_retried_on_the_same_object(tmp_path):
@@ -200,7 +204,7 @@ FULL_DISK_WRITER = textwrap.dedent("""
     from test_latent_store import new_store, records, vectors
     store = new_store({path!r})
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))  # an empty store takes 720 kB (64 kB pages)
     start = 0
     try:
         while True:

@@ -13,6 +13,7 @@ from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.engine import Latent
 from edgegen.runtime.latent_store import LatentStore
 from edgegen.runtime.rag import index_evidence, rag
+from edgegen.runtime.retrieval import search
 
 FACTS = [{"text": "Ada Lovelace was born in London in 1815.", "source": "facts.txt"},
          {"text": "The Rhine flows through Basel.", "source": "facts.txt"},
@@ -48,7 +49,7 @@ def test_add_is_resumable_and_checks_the_compressor(compressor, store, tmp_path)
 def test_prompt_has_one_latent_per_item_in_the_reference_layout(compressor, store, latent_model):
     question = "Where was Ada Lovelace born?"
     answer = rag(question, store, latent_model, compressor, k=3, mode="ar", max_new_tokens=8)
-    expected_hits = store.search(compressor.embed_query(question), 3)
+    expected_hits = search(question, store, compressor, 3)  # hybrid by default
     assert [h.record.id for h in answer.hits] == [h.record.id for h in expected_hits]
     items = latent_model.engine.tokens[:answer.prompt_tokens]  # the prompt as the engine cached it
     latents = [i for i, item in enumerate(items) if isinstance(item, Latent)]
