@@ -24,7 +24,7 @@ from edgegen.models import RAG_COMPRESSOR
 from edgegen.runtime.compressor import Compressor
 from edgegen.runtime.latent_store import LatentStore
 from edgegen.runtime.rag import index_evidence
-from edgegen.runtime.retrieval import FUSION_DEPTH, RRF_K, search
+from edgegen.runtime.retrieval import FUSION_DEPTH, LATENT_WEIGHT, search
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples" / "latent_memory"))
@@ -98,7 +98,7 @@ def main() -> None:
         print(f"| {split} | {row['facts']} | {row['questions']} | {cells} |")
     print(f"{machine['cpus']} CPUs, load average {load_before[0]:.2f} before, {machine['load_average_after'][0]:.2f} "
           f"after; {machine['seconds']} s", file=sys.stderr)
-    save_json(args.out, {"splits": results, "rrf_k": RRF_K, "fusion_depth": FUSION_DEPTH, "k": 5,
+    save_json(args.out, {"splits": results, "latent_weight": LATENT_WEIGHT, "fusion_depth": FUSION_DEPTH, "k": 5,
                          "kb": str(args.kb or "make_kb_splits.py defaults (seed 0)"),
                          "compressor": str(args.compressor), "machine": machine})
 

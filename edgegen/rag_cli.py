@@ -196,7 +196,7 @@ def add_rag(commands, add_decoding_options, decoding_options) -> None:
     ask.add_argument("--as-text", action="store_true", help="baseline: give the generator the retrieved texts")
     ask.add_argument("--retrieval", choices=RETRIEVAL_MODES, default="hybrid",
                      help="latent: cosine of the compressor's vectors; lexical: BM25 over the words; hybrid (default): "
-                          "both, fused by reciprocal rank")
+                          "both, their scaled scores fused")
     ask.add_argument("--show-sources", action="store_true",
                      help="print the retrieved items: their scores (per method and fused) and texts, when kept")
     ask.add_argument("--json", action="store_true")

@@ -1,5 +1,6 @@
-"""Lexical and hybrid retrieval: the FTS5 index follows the items, any query text is safe, fusion is RRF, stores
-made before the index keep working, and `rag ask --retrieval/--show-sources` say what was found and why."""
+"""Lexical and hybrid retrieval: the FTS5 index follows the items, any query text is safe, fusion weighs scaled
+scores, stores made before the index keep working, and
+`rag ask --retrieval/--show-sources` say what was found and why."""
 import json
 import sqlite3
 import subprocess
@@ -11,7 +12,7 @@ from test_latent_store import new_store, records, vectors
 from edgegen import Compressor, EdgegenError, index_evidence
 from edgegen.models import RAG_COMPRESSOR
 from edgegen.runtime.latent_store import DATABASE, Hit, LatentStore, Record
-from edgegen.runtime.retrieval import RRF_K, fuse, ranked, search
+from edgegen.runtime.retrieval import LATENT_WEIGHT, fuse, ranked, search
 
 TEXTS = ["Kosa Gili was born in Kelmar.", "Kosa Kasa was born in Arlen.", "The Rhine flows through Basel."]
 CONFUSABLE = [{"id": "gili/city", "text": "Kosa Gili was born in Kelmar."},
@@ -104,21 +105,33 @@ def test_any_query_text_is_searched_never_parsed_as_fts5_syntax(tmp_path, query)
         assert hits[0] == "item-0"
 
 
-def test_fusion_is_reciprocal_rank_fusion_with_ties_to_the_earlier_row():
-    def hits(*rows):
-        return [Hit(Record(id=f"r{row}"), 1.0 - i / 10, row) for i, row in enumerate(rows)]
+def test_fusion_weighs_min_max_scaled_scores_with_ties_to_the_earlier_row():
+    def hits(*scored):
+        return [Hit(Record(id=f"r{row}"), score, row) for row, score in scored]
 
-    fused = fuse({"latent": ranked("latent", hits(4, 1, 2)), "lexical": ranked("lexical", hits(2, 3, 1, 4))}, k=4)
-    expected = {4: 1 / (RRF_K + 1) + 1 / (RRF_K + 4), 1: 1 / (RRF_K + 2) + 1 / (RRF_K + 3),
-                2: 1 / (RRF_K + 3) + 1 / (RRF_K + 1), 3: 1 / (RRF_K + 2)}
+    latent = ranked("latent", hits((4, 0.9), (1, 0.7), (2, 0.5)))  # scaled: 1, 0.5, 0
+    lexical = ranked("lexical", hits((2, 12.0), (3, 9.0), (1, 6.0), (4, 4.0)))  # scaled: 1, 0.625, 0.25, 0
+    fused = fuse({"latent": latent, "lexical": lexical}, k=4)
+    w = LATENT_WEIGHT
+    expected = {4: w, 1: w * 0.5 + (1 - w) * 0.25, 2: 1 - w, 3: (1 - w) * 0.625}
     assert [hit.row for hit in fused] == sorted(expected, key=lambda row: (-expected[row], row))
-    assert [hit.row for hit in fused] == [2, 4, 1, 3]  # first and fourth just beat second and third
+    assert [hit.row for hit in fused] == [2, 3, 1, 4]  # BM25's first beats cosine's first at w = 0.3
     for hit in fused:
         assert hit.score == pytest.approx(expected[hit.row]) and hit.scores["hybrid"] == hit.score
     assert fused[0].ranks == {"latent": 3, "lexical": 1}
-    assert fused[3].scores == {"lexical": 0.9, "hybrid": fused[3].score}  # found by one method: its score alone
-    swapped = fuse({"latent": ranked("latent", hits(7, 5)), "lexical": ranked("lexical", hits(5, 7))}, k=2)
-    assert [hit.row for hit in swapped] == [5, 7] and swapped[0].score == swapped[1].score
+    assert fused[1].scores == {"lexical": 9.0, "hybrid": fused[1].score}  # found by one method: its score alone
+    swapped = fuse({"latent": ranked("latent", hits((7, 0.5), (5, 0.5))), "lexical": ranked("lexical", hits((5, 2.0)))},
+                   k=2)
+    assert [hit.row for hit in swapped] == [5, 7] and swapped[0].score == pytest.approx(1.0)  # equal scores: all 1
+
+
+def test_a_near_random_ranking_does_not_outvote_a_sharp_one():
+    """BM25 separates its first item clearly; latent cosines barely differ and put it last. Rank fusion would
+    give both the same say and put r10 (cosine's first, BM25's second) on top; score fusion keeps BM25's first."""
+    latent = [Hit(Record(id=f"r{row}"), 0.5 + row / 1000, row) for row in range(10, 0, -1)]  # r1 last
+    lexical = [Hit(Record(id="r1"), 9.0, 1)] + [Hit(Record(id=f"r{row}"), 1.0, row) for row in range(10, 1, -1)]
+    fused = fuse({"latent": ranked("latent", latent), "lexical": ranked("lexical", lexical)}, k=1)
+    assert fused[0].row == 1
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +154,19 @@ def test_bm25_finds_the_exact_name_that_latent_search_confuses(confusable, compr
     assert [hit.record.id for hit in search(question, confusable, compressor, 1, "lexical")] == ["gili/city"]
 
 
-def test_hybrid_search_ranks_by_rrf_of_the_two_rankings(confusable, compressor):
+def test_hybrid_search_ranks_by_weighted_scaled_scores(confusable, compressor):
     for question in ("Where was Kosa Gili born?", "What is Kosa Kasa's profession?", "Who makes bicycles?"):
-        latent = confusable.search(compressor.embed_query(question), 50)
-        lexical = confusable.lexical_search(question, 50)
-        rrf = {}
-        for ranking in (latent, lexical):
-            for rank, hit in enumerate(ranking, 1):
-                rrf[hit.record.id] = rrf.get(hit.record.id, 0) + 1 / (RRF_K + rank)
-        expected = sorted(rrf, key=lambda i: (-rrf[i], confusable.row_of[i]))[:5]
+        fused = {}
+        for weight, ranking in ((LATENT_WEIGHT, confusable.search(compressor.embed_query(question), 50)),
+                                (1 - LATENT_WEIGHT, confusable.lexical_search(question, 50))):
+            best, last = ranking[0].score, ranking[-1].score
+            for hit in ranking:
+                share = (hit.score - last) / (best - last) if best > last else 1.0
+                fused[hit.record.id] = fused.get(hit.record.id, 0) + weight * share
+        expected = sorted(fused, key=lambda i: (-fused[i], confusable.row_of[i]))[:5]
         hybrid = search(question, confusable, compressor, 5)
         assert [hit.record.id for hit in hybrid] == expected
-        assert [hit.score for hit in hybrid] == pytest.approx([rrf[i] for i in expected])
+        assert [hit.score for hit in hybrid] == pytest.approx([fused[i] for i in expected])
 
 
 def test_retrieval_modes_are_checked(confusable, compressor):
