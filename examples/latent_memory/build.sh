@@ -9,7 +9,8 @@
 #      could not be taught by distillation; see MODEL_CARD.md);
 #   4. both exported (the generator with --latent-inputs), then evaluated on held-out people.
 # Usage: examples/latent_memory/build.sh DEFAULT_MODEL_CHECKPOINT [WORK_DIR]
-# DEFAULT_MODEL_CHECKPOINT is the Hugging Face directory examples/default_model/build.sh writes (WORK/mars).
+# DEFAULT_MODEL_CHECKPOINT is the Hugging Face directory examples/default_model/build.sh writes (WORK/mars), or the
+# bundled default model written back out by `python examples/default_model/from_onnx.py DIR`.
 set -euo pipefail
 BASE=${1:?usage: build.sh DEFAULT_MODEL_CHECKPOINT [WORK_DIR]}
 WORK=${2:-/tmp/edgegen-rag}
