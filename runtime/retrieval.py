@@ -52,7 +52,7 @@ def fuse(rankings: dict[str, list[Hit]], k: int) -> list[Hit]:
     weights = {"latent": LATENT_WEIGHT, "lexical": 1 - LATENT_WEIGHT}
     fused: dict[int, Hit] = {}
     for method, hits in rankings.items():
-        best, last = hits[0].score if hits else 0.0, hits[-1].score if hits else 0.0
+        best, last = (hits[0].score, hits[-1].score) if hits else (0.0, 0.0)
         for hit in hits:
             entry = fused.setdefault(hit.row, Hit(hit.record, 0.0, hit.row))
             entry.scores.update(hit.scores)
