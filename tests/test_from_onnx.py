@@ -40,3 +40,6 @@ def test_refuses_a_graph_it_cannot_read(tmp_path, checkpoints):
     done = subprocess.run([sys.executable, SCRIPT, tmp_path / "hf", "--model", tmp_path / "llama"],
                           capture_output=True, text=True)
     assert done.returncode != 0 and "fp32 qwen2 exports" in done.stderr
+    missing = subprocess.run([sys.executable, SCRIPT, tmp_path / "hf", "--model", tmp_path / "none"],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "edgegen export" in missing.stderr

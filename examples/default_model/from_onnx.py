@@ -18,6 +18,7 @@ from onnx import numpy_helper
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from edgegen.models import DEFAULT_MODEL
+from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.manifest import Manifest
 
 COPIED = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
@@ -87,4 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args()
-    main(args.model, args.out)
+    try:
+        main(args.model, args.out)
+    except EdgegenError as error:
+        raise SystemExit(f"error: {error}") from None
